@@ -1,0 +1,49 @@
+"""The Celery app configuration shared by producers and workers (no tasks, no torch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from mmq.embedded import Urls
+
+# Task and queue names are the contract between producers and workers.
+INGEST_TASK = "mmq.ingest"
+SEARCH_TASK = "mmq.search"
+INGEST_QUEUE = "ingest"
+SEARCH_QUEUE = "search"
+
+
+def make_celery(urls: Urls, *, result_expires_s: int = 7 * 24 * 3600) -> Celery:
+    app = Celery("mmq")
+    app.conf.update(celery_config(urls, result_expires_s=result_expires_s))
+    return app
+
+
+def celery_config(urls: Urls, *, result_expires_s: int) -> dict[str, Any]:
+    return dict(
+        broker_url=urls.broker_url,
+        result_backend=urls.result_backend,
+        # JSON only: a pickle message from the broker is refused, never executed.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_routes={
+            INGEST_TASK: {"queue": INGEST_QUEUE},
+            SEARCH_TASK: {"queue": SEARCH_QUEUE},
+        },
+        task_default_queue=INGEST_QUEUE,
+        # "running" is visible to producers, not only queued/done.
+        task_track_started=True,
+        result_extended=True,
+        result_expires=result_expires_s,
+        # A message is acknowledged only after its task finished, so a worker that dies
+        # mid-task leaves it to be redelivered (ingest is idempotent).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )

@@ -1,0 +1,85 @@
+"""`mmq` command line: argument parsing only; each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmq", description="asynchronous multimodal retrieval")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", help="run a Celery worker (embedded servers if no URLs set)")
+    p.add_argument("--queues", default="ingest,search", help="comma-separated: ingest,search")
+    p.add_argument("--concurrency", type=int, default=1, help="pool processes (one model each)")
+    p.add_argument("--loglevel", default="INFO")
+
+    p = sub.add_parser("db", help="database schema (Alembic)")
+    p.add_argument("action", choices=["upgrade", "downgrade"])
+    p.add_argument("revision", nargs="?", default=None, help="default: head / base")
+
+    p = sub.add_parser("ingest", help="enqueue images (files or folders) into a collection")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--captions", help="CSV with columns image,caption: stored as image+text pairs")
+    p.add_argument("--fusion", choices=["sum", "concat", "attention"])
+    p.add_argument("--wait", action="store_true", help="wait until every item is stored")
+    p.add_argument("--json", action="store_true", help="with --wait: one JSON object per item")
+    p.add_argument("--timeout", type=float, default=3600.0)
+
+    p = sub.add_parser("search", help="text, image or composed query")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--text")
+    p.add_argument("--image")
+    p.add_argument("--weights", help="composed query weights, e.g. image=0.3,text=0.7")
+    p.add_argument("--targets", default="image,text,pair", help="item kinds to return")
+    p.add_argument("--filter", help='metadata containment as JSON, e.g. {"split": "dev"}')
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--timeout", type=float, default=60.0)
+
+    p = sub.add_parser("status", help="state of a job")
+    p.add_argument("job_id")
+
+    p = sub.add_parser("demo", help="the whole system on the scikit-image photos")
+    p.add_argument("--collection", default="demo")
+
+    p = sub.add_parser("eval", help="retrieval recall through the queue")
+    p.add_argument("--images", required=True)
+    p.add_argument("--captions", required=True)
+    p.add_argument("--collection", default="eval")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--spawn-workers", action=argparse.BooleanOptionalAction, default=True,
+        help="start an ingest and a search worker for the run (default) or use running ones",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "worker":
+        from mmq.cli.worker import run_worker
+
+        return run_worker(args)
+    if args.command == "demo":
+        from mmq.cli.demo import run_demo
+
+        return run_demo(args)
+    if args.command == "eval":
+        from mmq.cli.evaluate import run_eval
+
+        return run_eval(args)
+    from mmq.cli import commands
+
+    handler = {
+        "db": commands.db,
+        "ingest": commands.ingest,
+        "search": commands.search,
+        "status": commands.status,
+    }[args.command]
+    return handler(args)

@@ -1,0 +1,116 @@
+"""`mmq db | ingest | search | status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from mmq.client import Client, Job, JobFailed
+from mmq.config import get_settings
+from mmq.schemas import IngestResult, SearchResult
+
+
+def db(args: argparse.Namespace) -> int:
+    from mmq.embedded import resolve_urls
+    from mmq.store.migrate import downgrade, upgrade
+
+    url = resolve_urls(get_settings()).database_url
+    if args.action == "upgrade":
+        upgrade(url, args.revision or "head")
+    else:
+        downgrade(url, args.revision or "base")
+    print(f"database {args.action}d to {args.revision or ('head' if args.action == 'upgrade' else 'base')}")
+    return 0
+
+
+def ingest(args: argparse.Namespace) -> int:
+    from mmq.cli.sources import image_items, read_captions
+
+    captions = read_captions(args.captions) if args.captions else None
+    items = image_items(args.paths, captions)
+    if not items:
+        print("no images found", file=sys.stderr)
+        return 1
+    client = Client()
+    job = client.ingest(items, collection=args.collection, fusion=args.fusion)
+    if not args.wait:
+        print(job.id)
+        return 0
+    wait_with_progress(job, len(items), args.timeout, quiet=args.json)
+    result = job.result(timeout=args.timeout)
+    assert isinstance(result, IngestResult)
+    for item in result.items:
+        if args.json:
+            print(json.dumps({
+                "source": item.source, "external_id": item.external_id,
+                "status": item.status, "error": item.error,
+            }))
+        elif item.status == "failed":
+            print(f"failed: {item.source}: {item.error}", file=sys.stderr)
+    if not args.json:
+        print(f"{result.stored} stored, {result.failed} failed in collection {args.collection!r}")
+    return 0 if result.failed == 0 else 2
+
+
+def wait_with_progress(job: Job, n_items: int, timeout: float, *, quiet: bool) -> None:
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout
+    with tqdm(total=job.status().total_tasks, unit="chunk", disable=quiet, file=sys.stderr,
+              desc=f"ingest {n_items} items") as bar:
+        while time.monotonic() < deadline:
+            status = job.status()
+            bar.update(status.done_tasks - bar.n)
+            if status.done_tasks == status.total_tasks:
+                return
+            time.sleep(0.2)
+
+
+def search(args: argparse.Namespace) -> int:
+    weights = _parse_weights(args.weights)
+    client = Client()
+    job = client.search(
+        collection=args.collection, text=args.text, image=args.image, weights=weights,
+        targets=[t.strip() for t in args.targets.split(",") if t.strip()],  # type: ignore[misc]
+        k=args.k, filter=json.loads(args.filter) if args.filter else None,
+    )
+    try:
+        result = job.result(timeout=args.timeout)
+    except JobFailed as exc:
+        print(f"search failed: {exc}", file=sys.stderr)
+        return 2
+    assert isinstance(result, SearchResult)
+    hits = [hit_json(h) for h in result.hits]
+    if args.json:
+        print(json.dumps(hits, indent=2))
+    else:
+        print_hits(hits)
+    return 0
+
+
+def hit_json(hit: Any) -> dict[str, Any]:
+    return {
+        "external_id": hit.external_id, "kind": hit.kind, "score": round(hit.score, 4),
+        "source": hit.uri or hit.text, "metadata": hit.metadata,
+    }
+
+
+def print_hits(hits: list[dict[str, Any]]) -> None:
+    for rank, h in enumerate(hits, 1):
+        print(f"  {rank:2d}. {h['score']:.3f}  {h['kind']:5s}  {h['external_id'] or h['source']}")
+
+
+def _parse_weights(raw: str | None) -> dict[str, float] | None:
+    if not raw:
+        return None
+    pairs = (part.split("=", 1) for part in raw.split(","))
+    return {name.strip(): float(value) for name, value in pairs}
+
+
+def status(args: argparse.Namespace) -> int:
+    job = Client().job(args.job_id)
+    print(job.status().model_dump_json())
+    return 0

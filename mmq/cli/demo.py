@@ -1,0 +1,98 @@
+"""`mmq demo`: servers, migrations, two workers, the scikit-image photos, four kinds of query."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mmq.client import Client
+from mmq.cli.commands import hit_json, print_hits
+from mmq.cli.spawn import running_workers
+from mmq.config import get_settings
+from mmq.embedded import export_urls, resolve_urls
+from mmq.schemas import IngestItem, IngestResult, SearchResult
+
+# skimage.data photo → short caption. (`cat()` is chelsea again, so it is left out.)
+PHOTOS = {
+    "astronaut": "an astronaut in a spacesuit",
+    "coffee": "a cup of coffee on a saucer",
+    "chelsea": "a tabby cat",
+    "rocket": "a rocket on the launch pad",
+    "horse": "the silhouette of a horse",
+    "camera": "a man with a camera on a tripod",
+    "clock": "a clock on the wall",
+    "coins": "old coins",
+    "moon": "the surface of the moon",
+    "page": "a page of printed text",
+    "hubble_deep_field": "galaxies in deep space",
+    "brick": "a brick wall",
+    "grass": "grass",
+    "immunohistochemistry": "cells under a microscope",
+}
+
+
+def write_photos(folder: Path) -> dict[str, Path]:
+    """Save the bundled photos as PNG files, as a user's own images would be."""
+    import skimage.data
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in PHOTOS:
+        path = folder / f"{name}.png"
+        if not path.exists():
+            Image.fromarray(getattr(skimage.data, name)()).save(path)
+        paths[name] = path
+    return paths
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    t0 = time.monotonic()
+    urls = resolve_urls(settings)
+    export_urls(urls)
+    from mmq.store.migrate import upgrade
+
+    upgrade(urls.database_url)
+    print(f"servers ready and schema migrated in {time.monotonic() - t0:.1f}s")
+    client = Client(settings, urls)
+    photos = write_photos(settings.state_dir / "demo-photos")
+    with running_workers(client.app, log_dir=settings.state_dir / "logs"):
+        print(f"workers up (ingest, search) after {time.monotonic() - t0:.1f}s")
+        items = [
+            IngestItem(image_path=str(path), external_id=name, metadata={"caption": PHOTOS[name]})
+            for name, path in photos.items()
+        ] + [
+            IngestItem(text=caption, external_id=f"caption:{name}")
+            for name, caption in PHOTOS.items()
+        ]
+        t1 = time.monotonic()
+        result = client.ingest(items, collection=args.collection).result(timeout=600)
+        assert isinstance(result, IngestResult)
+        print(
+            f"\ningested {result.stored} items ({len(photos)} photos, {len(PHOTOS)} captions) "
+            f"in {time.monotonic() - t1:.1f}s; {result.failed} failed"
+        )
+        for err in (i for i in result.items if i.status == "failed"):
+            print(f"  failed: {err.source}: {err.error}")
+        queries = [
+            ("text → image: 'a cat'", dict(text="a cat", targets=["image"])),
+            ("text → image: 'a cup of coffee'", dict(text="a cup of coffee", targets=["image"])),
+            ("image → image: the rocket photo", dict(image=photos["rocket"], targets=["image"])),
+            ("image → text: the coffee photo", dict(image=photos["coffee"], targets=["text"])),
+            (
+                "composed: the astronaut photo + 'a clock' (image 0.5, text 0.5)",
+                dict(
+                    image=photos["astronaut"], text="a clock", targets=["image"],
+                    weights={"image": 0.5, "text": 0.5},
+                ),
+            ),
+        ]
+        for title, query in queries:
+            found = client.search(collection=args.collection, k=3, **query).result(timeout=60)  # type: ignore[arg-type]
+            assert isinstance(found, SearchResult)
+            print(f"\n{title}  [{found.timings_ms['encode'] + found.timings_ms['ann']:.0f} ms]")
+            print_hits([hit_json(h) for h in found.hits])
+    print(f"\ndemo finished in {time.monotonic() - t0:.1f}s; workers and servers stopped")
+    return 0

@@ -1,0 +1,75 @@
+"""Start and stop worker processes for the demo, eval and tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from celery import Celery
+
+
+def worker_command(queue: str, concurrency: int = 1) -> list[str]:
+    return [
+        sys.executable, "-m", "mmq.cli", "worker", "--queues", queue,
+        "--concurrency", str(concurrency),
+    ]
+
+
+@contextmanager
+def running_workers(
+    app: Celery,
+    *,
+    queues: Sequence[str] = ("ingest", "search"),
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One worker process per queue (so an ingest backlog never starves searches)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    try:
+        for queue in queues:
+            with open(log_dir / f"worker-{queue}.log", "ab") as log:
+                procs.append(
+                    subprocess.Popen(
+                        worker_command(queue), stdout=log, stderr=subprocess.STDOUT,
+                        env=env or dict(os.environ), start_new_session=True,
+                    )
+                )
+        wait_for_workers(app, len(queues), procs, timeout=timeout)
+        yield procs
+    finally:
+        stop_workers(procs)
+
+
+def wait_for_workers(
+    app: Celery, count: int, procs: Sequence[subprocess.Popen[bytes]], *, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [p.args for p in procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"worker exited during start-up: {dead}")
+        if len(app.control.ping(timeout=0.5)) >= count:
+            return
+    raise TimeoutError(f"{count} workers did not answer within {timeout:.0f}s")
+
+
+def stop_workers(procs: Sequence[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    # SIGTERM is Celery's warm shutdown: running tasks finish, unstarted ones stay queued.
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

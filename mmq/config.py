@@ -1,0 +1,73 @@
+"""One `Settings` for every mmq process, read from `MMQ_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mmq.schemas import FusionName
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Unset broker/database URLs mean: use embedded servers."""
+
+    model_config = SettingsConfigDict(env_prefix="MMQ_", extra="ignore")
+
+    # Connections. None -> embedded Valkey / PostgreSQL under `state_dir`.
+    broker_url: str | None = None
+    result_backend: str | None = None
+    database_url: str | None = None
+
+    # The model this process serves: "lite" or "clip:<hf-name-or-path>".
+    model: str = "lite"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    state_dir: Path = Path(".mmq")
+
+    # Input limits: anything larger is refused with a clear error on its item.
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=64_000_000, gt=0)
+    max_text_chars: int = Field(default=20_000, gt=0)
+    max_metadata_bytes: int = Field(default=64 * 1024, gt=0)
+
+    # Work shaping.
+    ingest_chunk_size: int = Field(default=32, gt=0, le=1024)
+    encode_batch_size: int = Field(default=32, gt=0)
+    default_fusion: FusionName = "sum"
+    result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
+
+    # ANN: measured in tests/test_hnsw.py (recall@10 vs exact search).
+    hnsw_m: int = Field(default=16, ge=4, le=64)
+    hnsw_ef_construction: int = Field(default=64, ge=8)
+    ef_search: int = Field(default=100, ge=1, le=1000)
+
+    @field_validator("broker_url", "result_backend", "database_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql", "postgres")):
+            raise ValueError("MMQ_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _redis_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("broker and result backend must be redis:// or rediss:// URLs")
+        return value
+
+    @property
+    def needs_embedded(self) -> bool:
+        return self.broker_url is None or self.database_url is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

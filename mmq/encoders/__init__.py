@@ -1,0 +1,22 @@
+"""Model registry: one function turns a model name into an encoder, or raises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmq.encoders.base import Encoder, EncoderError, UnknownModelError
+
+__all__ = ["Encoder", "EncoderError", "UnknownModelError", "get_encoder"]
+
+
+def get_encoder(name: str, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
+    """`lite` (offline default) or `clip:<hf-name-or-path>`. Unknown names raise; not loaded yet."""
+    if name == "lite":
+        from mmq.encoders.lite import LiteEncoder
+
+        return LiteEncoder(device=device, cache_dir=cache_dir)
+    if name.startswith("clip:") and len(name) > len("clip:"):
+        from mmq.encoders.clip import ClipEncoder
+
+        return ClipEncoder(name.removeprefix("clip:"), device=device)
+    raise UnknownModelError(f"unknown model {name!r}: use 'lite' or 'clip:<hf-name-or-path>'")

@@ -1,0 +1,103 @@
+"""The encoder contract every model follows."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+class EncoderError(Exception):
+    """A model cannot be loaded or cannot encode its input."""
+
+
+class UnknownModelError(EncoderError):
+    pass
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float32; all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def hash_files(paths: Iterable[Path], *extra: str) -> str:
+    """A short content hash of weight/config files plus recipe parameters: the model version."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    for item in extra:
+        digest.update(item.encode())
+    return digest.hexdigest()[:16]
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EncoderError("MMQ_DEVICE=cuda but no CUDA device is available")
+    return device
+
+
+class Encoder(ABC):
+    """Decoded media in, float32 L2-normalised `(n, dim)` arrays out.
+
+    Construction is cheap; `load()` does the heavy work once (idempotent, thread-safe), so a
+    worker can build the encoder at import and load it in `worker_process_init`.
+    """
+
+    name: str
+    dim: int
+    version: str
+
+    def __init__(self, device: str = "auto") -> None:
+        self.requested_device = device
+        self.device = "cpu"
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def load(self) -> Encoder:
+        with self._lock:
+            if not self._loaded:
+                self.device = resolve_device(self.requested_device)
+                self._load()
+                self._loaded = True
+        return self
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._check(l2_normalize(self._encode_texts(list(texts))), len(texts))
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        self.load()
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._check(l2_normalize(self._encode_images(list(images))), len(images))
+
+    def _check(self, out: np.ndarray, n: int) -> np.ndarray:
+        if out.shape != (n, self.dim) or not np.isfinite(out).all():
+            raise EncoderError(f"{self.name} produced {out.shape}, expected ({n}, {self.dim})")
+        return out
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Load weights; must set `dim` and `version`."""
+
+    @abstractmethod
+    def _encode_texts(self, texts: list[str]) -> np.ndarray: ...
+
+    @abstractmethod
+    def _encode_images(self, images: list[Image.Image]) -> np.ndarray: ...

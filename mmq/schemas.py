@@ -1,0 +1,132 @@
+"""Wire format: the JSON that travels between producers and workers.
+
+Messages are JSON only (never pickle). Image bytes travel base64-encoded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ItemKind = Literal["image", "text", "pair"]
+FusionName = Literal["sum", "concat", "attention"]
+JobState = Literal["queued", "running", "done", "failed"]
+
+COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class IngestItem(_Wire):
+    """One thing to store: an image, a text, or an image+text pair."""
+
+    image_path: str | None = None
+    image_bytes: bytes | None = None
+    text: str | None = None
+    external_id: str | None = Field(default=None, max_length=512)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_image_source(self) -> IngestItem:
+        if self.image_path is not None and self.image_bytes is not None:
+            raise ValueError("give image_path or image_bytes, not both")
+        if self.image_path is None and self.image_bytes is None and self.text is None:
+            raise ValueError("an item needs an image, a text, or both")
+        return self
+
+    @property
+    def kind(self) -> ItemKind:
+        has_image = self.image_path is not None or self.image_bytes is not None
+        if has_image and self.text is not None:
+            return "pair"
+        return "image" if has_image else "text"
+
+    @property
+    def source(self) -> str:
+        """A human-readable name for progress output and errors."""
+        if self.image_path is not None:
+            return self.image_path
+        if self.external_id is not None:
+            return self.external_id
+        return "<bytes>" if self.image_bytes is not None else "<text>"
+
+
+class IngestRequest(_Wire):
+    collection: str = Field(pattern=COLLECTION_PATTERN)
+    items: list[IngestItem] = Field(min_length=1)
+    fusion: FusionName | None = None  # used only when the collection is created
+    weights: dict[str, float] | None = None  # pair fusion: {"image": w, "text": w}
+
+
+class ItemResult(_Wire):
+    index: int
+    source: str
+    external_id: str | None
+    status: Literal["stored", "failed"]
+    item_id: int | None = None
+    error: str | None = None
+
+
+class IngestResult(_Wire):
+    collection: str
+    items: list[ItemResult]
+
+    @property
+    def stored(self) -> int:
+        return sum(r.status == "stored" for r in self.items)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.items)
+
+
+class SearchRequest(_Wire):
+    """A query: a text, an image, both (composed), or a raw vector."""
+
+    collection: str = Field(pattern=COLLECTION_PATTERN)
+    text: str | None = None
+    image_bytes: bytes | None = None
+    vector: list[float] | None = None
+    weights: dict[str, float] | None = None  # composed query: {"image": w, "text": w}
+    fusion: FusionName | None = None  # default: the collection's
+    targets: list[ItemKind] = Field(default_factory=lambda: ["image", "text", "pair"])
+    k: int = Field(default=10, ge=1, le=1000)
+    filter: dict[str, Any] | None = None  # JSON containment on item metadata
+    ef_search: int | None = Field(default=None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _has_query(self) -> SearchRequest:
+        if self.vector is not None and (self.text is not None or self.image_bytes is not None):
+            raise ValueError("a vector query cannot be combined with text or image")
+        if self.vector is None and self.text is None and self.image_bytes is None:
+            raise ValueError("a search needs text, an image, or a vector")
+        if not self.targets:
+            raise ValueError("targets must name at least one kind")
+        return self
+
+
+class Hit(_Wire):
+    item_id: int
+    external_id: str | None
+    score: float
+    kind: ItemKind
+    uri: str | None
+    text: str | None
+    metadata: dict[str, Any]
+
+
+class SearchResult(_Wire):
+    collection: str
+    hits: list[Hit]
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class JobStatus(_Wire):
+    id: str
+    state: JobState
+    error: str | None = None
+    done_tasks: int = 0
+    total_tasks: int = 1

@@ -1,0 +1,211 @@
+"""Repository functions: the only place that writes SQL against the mmq tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from mmq.store.tables import Collection, Item
+
+
+class StoreError(ValueError):
+    """A request the store refuses: unknown collection, wrong model, wrong dimension."""
+
+
+class UnknownCollectionError(StoreError):
+    pass
+
+
+class DimensionError(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    key: str
+    external_id: str | None
+    kind: str
+    uri: str | None
+    text: str | None
+    metadata: dict[str, Any]
+    content_hash: str
+    vector: np.ndarray
+    image_vector: np.ndarray | None = None
+    text_vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class HitRow:
+    item_id: int
+    external_id: str | None
+    kind: str
+    uri: str | None
+    text: str | None
+    metadata: dict[str, Any]
+    distance: float
+
+
+def index_name(collection_id: int) -> str:
+    return f"items_hnsw_c{int(collection_id)}"
+
+
+def get_collection(*, session: Session, name: str) -> Collection:
+    collection = session.scalar(select(Collection).where(Collection.name == name))
+    if collection is None:
+        raise UnknownCollectionError(f"unknown collection {name!r}")
+    return collection
+
+
+def ensure_collection(
+    *,
+    session: Session,
+    name: str,
+    model: str,
+    model_version: str,
+    dim: int,
+    fusion: str,
+    hnsw_m: int = 16,
+    hnsw_ef_construction: int = 64,
+) -> Collection:
+    """Return the collection, creating it and its HNSW index on first use.
+
+    An existing collection must be bound to the same model and version: vectors from two
+    models live in different spaces and comparing them would return garbage silently.
+    """
+    # Serialise creation across workers: two CREATE INDEX for one new collection would race.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmq.collections'))"))
+    collection = session.scalar(select(Collection).where(Collection.name == name))
+    if collection is None:
+        collection = Collection(
+            name=name, model=model, model_version=model_version, dim=dim, fusion=fusion
+        )
+        session.add(collection)
+        session.flush()
+        # Partial expression index: one HNSW graph per collection over the shared table.
+        # Identifiers and the width are integers we generated, never user input.
+        session.execute(
+            text(
+                f"CREATE INDEX IF NOT EXISTS {index_name(collection.id)} ON items "
+                f"USING hnsw ((vector::vector({int(dim)})) vector_cosine_ops) "
+                f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)}) "
+                f"WHERE collection_id = {int(collection.id)}"
+            )
+        )
+    elif (collection.model, collection.model_version) != (model, model_version):
+        raise StoreError(
+            f"collection {name!r} is bound to model {collection.model} "
+            f"(version {collection.model_version}); this worker serves {model} "
+            f"(version {model_version})"
+        )
+    return collection
+
+
+def _check_dim(collection: Collection, vector: np.ndarray) -> None:
+    if vector.ndim != 1 or vector.shape[0] != collection.dim:
+        raise DimensionError(
+            f"vector has dimension {vector.shape[-1]}, collection {collection.name!r} "
+            f"expects {collection.dim}"
+        )
+
+
+def upsert_items(
+    *, session: Session, collection: Collection, rows: Sequence[ItemRow]
+) -> dict[str, int]:
+    """Insert or update by `(collection, key)` in one statement; returns key → item id."""
+    for row in rows:
+        _check_dim(collection, row.vector)
+    # One statement cannot touch a row twice: the last occurrence of a key wins.
+    unique = list({row.key: row for row in rows}.values())
+    if not unique:
+        return {}
+    values = [
+        {
+            "collection_id": collection.id,
+            "key": row.key,
+            "external_id": row.external_id,
+            "kind": row.kind,
+            "uri": row.uri,
+            "text": row.text,
+            "metadata": row.metadata,
+            "content_hash": row.content_hash,
+            "model": collection.model,
+            "model_version": collection.model_version,
+            "dim": collection.dim,
+            "vector": row.vector,
+            "image_vector": row.image_vector,
+            "text_vector": row.text_vector,
+        }
+        for row in unique
+    ]
+    stmt = insert(Item).values(values)
+    updated = {
+        name: stmt.excluded[name]
+        for name in (
+            "external_id", "kind", "uri", "text", "metadata", "content_hash",
+            "model", "model_version", "dim", "vector", "image_vector", "text_vector",
+        )
+    }
+    stmt = stmt.on_conflict_do_update(
+        constraint="items_collection_key", set_={**updated, "updated_at": func.now()}
+    ).returning(Item.key, Item.id)
+    return {key: item_id for key, item_id in session.execute(stmt)}
+
+
+def search_sql(collection: Collection, *, with_filter: bool) -> str:
+    """The ANN query. Its ORDER BY must match the collection's index expression exactly."""
+    dim, cid = int(collection.dim), int(collection.id)
+    where = f"collection_id = {cid} AND kind = ANY(:kinds)"
+    if with_filter:
+        where += " AND metadata @> CAST(:filter AS jsonb)"
+    return (
+        "SELECT id, external_id, kind, uri, text, metadata, "
+        f"(vector::vector({dim})) <=> CAST(:q AS vector({dim})) AS distance "
+        f"FROM items WHERE {where} ORDER BY distance LIMIT :k"
+    )
+
+
+def search_items(
+    *,
+    session: Session,
+    collection: Collection,
+    query: np.ndarray,
+    kinds: Sequence[str],
+    k: int,
+    filter: dict[str, Any] | None = None,
+    ef_search: int = 100,
+) -> list[HitRow]:
+    """k nearest items by cosine distance on the collection's HNSW index."""
+    _check_dim(collection, query)
+    # SET LOCAL lasts for this transaction only. Iterative scans keep filtered queries from
+    # returning fewer than k hits when the filter rejects most of the first candidates.
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}"))
+    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    stmt = text(search_sql(collection, with_filter=filter is not None)).bindparams(
+        bindparam("q", type_=Vector())
+    )
+    params: dict[str, Any] = {"q": query, "kinds": list(kinds), "k": k}
+    if filter is not None:
+        params["filter"] = json.dumps(filter)
+    rows = [
+        HitRow(r.id, r.external_id, r.kind, r.uri, r.text, r.metadata, float(r.distance))
+        for r in session.execute(stmt, params)
+    ]
+    # relaxed_order may return neighbours slightly out of order; the contract is sorted.
+    return sorted(rows, key=lambda r: r.distance)
+
+
+def count_items(*, session: Session, collection: Collection) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Item).where(Item.collection_id == collection.id)
+        )
+        or 0
+    )

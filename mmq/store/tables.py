@@ -1,0 +1,60 @@
+"""SQLAlchemy tables. The schema itself changes only through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Collection(Base):
+    """A named set of items bound to one model (name + version) and one fusion method."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    model: Mapped[str] = mapped_column(Text)
+    model_version: Mapped[str] = mapped_column(Text)
+    dim: Mapped[int] = mapped_column(Integer)  # width of `items.vector` in this collection
+    fusion: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Item(Base):
+    """One stored image, text or pair, with its search vector.
+
+    `vector` is the vector searched (image, text, or the pair's fused vector). It is an
+    untyped `vector` column so that collections of different widths share the table; each
+    collection gets its own partial HNSW index over `vector::vector(dim)`.
+    """
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("collection_id", "key", name="items_collection_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    # Idempotency key: "ext:<external_id>" or "sha256:<content hash>".
+    key: Mapped[str] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    uri: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
+    content_hash: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(Text)
+    model_version: Mapped[str] = mapped_column(Text)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[Any] = mapped_column(Vector())
+    image_vector: Mapped[Any | None] = mapped_column(Vector())
+    text_vector: Mapped[Any | None] = mapped_column(Vector())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

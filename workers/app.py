@@ -1,0 +1,31 @@
+"""The one Celery app of the workers. `celery -A workers.app worker` or `mmq worker`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from mmq.broker import celery_config
+from mmq.config import get_settings
+from mmq.embedded import resolve_urls
+
+
+def _config() -> dict[str, Any]:
+    # Evaluated when the app is configured (worker start), not at import: resolving the URLs
+    # may start embedded servers, which importing a module must never do.
+    settings = get_settings()
+    return celery_config(resolve_urls(settings), result_expires_s=settings.result_expires_s)
+
+
+app = Celery("mmq", include=["workers.tasks"])
+app.add_defaults(_config)
+
+
+@worker_process_init.connect
+def _load_model(**_: Any) -> None:
+    # Each pool process loads its own model and engine, after fork, before its first task.
+    from workers.runtime import get_runtime
+
+    get_runtime()
