@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ItemKind = Literal["image", "text", "pair"]
 FusionName = Literal["sum", "concat", "attention"]
@@ -28,6 +30,16 @@ class IngestItem(_Wire):
     text: str | None = None
     external_id: str | None = Field(default=None, max_length=512)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _strict_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            # NaN/Infinity are not JSON, and PostgreSQL's jsonb refuses them.
+            json.dumps(value, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError(f"metadata is not valid JSON: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _one_image_source(self) -> IngestItem:
@@ -54,11 +66,22 @@ class IngestItem(_Wire):
         return "<bytes>" if self.image_bytes is not None else "<text>"
 
 
-class IngestRequest(_Wire):
+class _IngestOptions(_Wire):
     collection: str = Field(pattern=COLLECTION_PATTERN)
-    items: list[IngestItem] = Field(min_length=1)
     fusion: FusionName | None = None  # used only when the collection is created
     weights: dict[str, float] | None = None  # pair fusion: {"image": w, "text": w}
+
+
+class IngestRequest(_IngestOptions):
+    """What a producer sends: every item already validated."""
+
+    items: list[IngestItem] = Field(min_length=1)
+
+
+class RawIngestRequest(_IngestOptions):
+    """What a worker receives: items stay raw so one malformed item fails alone."""
+
+    items: list[Any] = Field(min_length=1)
 
 
 class ItemResult(_Wire):

@@ -6,14 +6,14 @@ from typing import Any
 
 from mmq import services
 from mmq.broker import INGEST_TASK, SEARCH_TASK
-from mmq.schemas import IngestRequest, SearchRequest
+from mmq.schemas import RawIngestRequest, SearchRequest
 from workers.app import app
 from workers.runtime import get_runtime
 
 
 @app.task(name=INGEST_TASK)
 def ingest(payload: dict[str, Any]) -> dict[str, Any]:
-    request = IngestRequest.model_validate(payload)
+    request = RawIngestRequest.model_validate(payload)
     rt = get_runtime()
     with rt.sessions() as session:
         result = services.ingest(

@@ -15,8 +15,10 @@ from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.fusion import fused_dim
 from mmq.media import MediaError, clean_text, decode_image, read_image_bytes
-from mmq.schemas import IngestItem, IngestRequest, IngestResult, ItemResult
-from mmq.services.vectors import collection_vector
+from pydantic import ValidationError
+
+from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest
+from mmq.services.vectors import item_vector
 from mmq.store import repository
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class _Decoded:
 
 
 def ingest(
-    *, encoder: Encoder, session: Session, request: IngestRequest, settings: Settings
+    *, encoder: Encoder, session: Session, request: RawIngestRequest, settings: Settings
 ) -> IngestResult:
     """Store every valid item of the request; each invalid one gets its own error."""
     fusion = request.fusion or settings.default_fusion
@@ -50,7 +52,12 @@ def ingest(
     )
     results: dict[int, ItemResult] = {}
     decoded: list[_Decoded] = []
-    for index, item in enumerate(request.items):
+    for index, raw in enumerate(request.items):
+        try:
+            item = IngestItem.model_validate(raw)
+        except ValidationError as exc:
+            results[index] = _invalid(index, raw, exc)
+            continue
         try:
             decoded.append(_decode(index, item, settings))
         except MediaError as exc:
@@ -63,8 +70,9 @@ def ingest(
         if d.index in results:
             continue
         try:
-            vector = collection_vector(
-                d.vectors, collection_fusion=collection.fusion, weights=request.weights
+            vector = item_vector(
+                d.vectors, collection_fusion=collection.fusion,  # type: ignore[arg-type]
+                weights=request.weights,
             )
         except ValueError as exc:
             results[d.index] = _failed(d.index, d.item, str(exc))
@@ -96,18 +104,10 @@ def _decode(index: int, item: IngestItem, settings: Settings) -> _Decoded:
     if item.text is not None:
         text = clean_text(item.text, max_chars=settings.max_text_chars)
         digest.update(b"text:" + text.encode())
-    _check_metadata(item, settings.max_metadata_bytes)
+    size = len(json.dumps(item.metadata).encode())
+    if size > settings.max_metadata_bytes:
+        raise MediaError(f"metadata is {size} bytes, the limit is {settings.max_metadata_bytes}")
     return _Decoded(index, item, image, text, digest.hexdigest(), uri, {})
-
-
-def _check_metadata(item: IngestItem, max_bytes: int) -> None:
-    try:
-        # allow_nan=False: NaN/Infinity are not JSON and PostgreSQL's jsonb refuses them.
-        size = len(json.dumps(item.metadata, allow_nan=False).encode())
-    except ValueError as exc:
-        raise MediaError(f"metadata is not valid JSON: {exc}") from None
-    if size > max_bytes:
-        raise MediaError(f"metadata is {size} bytes, the limit is {max_bytes}")
 
 
 def _encode_all(
@@ -152,6 +152,20 @@ def _row(d: _Decoded, vector: np.ndarray) -> repository.ItemRow:
         vector=vector,
         image_vector=d.vectors.get("image") if d.item.kind == "pair" else None,
         text_vector=d.vectors.get("text") if d.item.kind == "pair" else None,
+    )
+
+
+def _invalid(index: int, raw: object, exc: ValidationError) -> ItemResult:
+    fields = raw if isinstance(raw, dict) else {}
+    external_id = fields.get("external_id")
+    external_id = external_id if isinstance(external_id, str) else None
+    source = fields.get("image_path") or external_id or f"<item {index}>"
+    errors = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors()
+    )
+    return ItemResult(
+        index=index, source=str(source)[:200], external_id=external_id, status="failed",
+        error=f"invalid item: {errors}",
     )
 
 

@@ -12,7 +12,7 @@ from mmq.encoders import Encoder
 from mmq.encoders.base import l2_normalize
 from mmq.media import clean_text, decode_image
 from mmq.schemas import Hit, SearchRequest, SearchResult
-from mmq.services.vectors import collection_vector
+from mmq.services.vectors import query_vector
 from mmq.store import repository
 
 
@@ -26,16 +26,16 @@ def search(
         query = np.asarray(request.vector, dtype=np.float32)
         if not np.isfinite(query).all() or not np.any(query):
             raise ValueError("query vector must be finite and non-zero")
-        query = l2_normalize(query)
+        query, scale = l2_normalize(query), 1.0
     else:
         if (collection.model, collection.model_version) != (encoder.name, encoder.version):
             raise repository.StoreError(
                 f"collection {collection.name!r} is bound to model {collection.model}; "
                 f"this worker serves {encoder.name}"
             )
-        query = collection_vector(
+        query, scale = query_vector(
             _encode_query(encoder, request, settings),
-            collection_fusion=collection.fusion,
+            collection_fusion=collection.fusion,  # type: ignore[arg-type]
             method=request.fusion,
             weights=request.weights,
         )
@@ -53,7 +53,7 @@ def search(
     t2 = time.perf_counter()
     hits = [
         Hit(
-            item_id=r.item_id, external_id=r.external_id, score=1.0 - r.distance, kind=r.kind,  # type: ignore[arg-type]
+            item_id=r.item_id, external_id=r.external_id, score=(1.0 - r.distance) * scale, kind=r.kind,  # type: ignore[arg-type]
             uri=r.uri, text=r.text, metadata=r.metadata,
         )
         for r in rows
