@@ -53,7 +53,10 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
         raise MediaError(
             "not a supported image (allowed: " + ", ".join(sorted(ALLOWED_FORMATS)) + ")"
         ) from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own bomb guard fires inside Image.open, before our check above sees the size.
+        raise MediaError(f"image exceeds the pixel limit: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(f"corrupt or truncated image: {exc}") from None
 
 

@@ -53,6 +53,13 @@ class HitRow:
     distance: float
 
 
+UPSERT_ROWS = 2000
+_UPDATED_COLUMNS = (
+    "external_id", "kind", "uri", "text", "metadata", "content_hash",
+    "model", "model_version", "dim", "vector", "image_vector", "text_vector",
+)
+
+
 def index_name(collection_id: int) -> str:
     return f"items_hnsw_c{int(collection_id)}"
 
@@ -145,18 +152,16 @@ def upsert_items(
         }
         for row in unique
     ]
-    stmt = insert(Item).values(values)
-    updated = {
-        name: stmt.excluded[name]
-        for name in (
-            "external_id", "kind", "uri", "text", "metadata", "content_hash",
-            "model", "model_version", "dim", "vector", "image_vector", "text_vector",
-        )
-    }
-    stmt = stmt.on_conflict_do_update(
-        constraint="items_collection_key", set_={**updated, "updated_at": func.now()}
-    ).returning(Item.key, Item.id)
-    return {key: item_id for key, item_id in session.execute(stmt)}
+    ids: dict[str, int] = {}
+    # PostgreSQL caps a statement at 65,535 bound parameters: 14 per row.
+    for start in range(0, len(values), UPSERT_ROWS):
+        stmt = insert(Item).values(values[start : start + UPSERT_ROWS])
+        updated = {name: stmt.excluded[name] for name in _UPDATED_COLUMNS}
+        stmt = stmt.on_conflict_do_update(
+            constraint="items_collection_key", set_={**updated, "updated_at": func.now()}
+        ).returning(Item.key, Item.id)
+        ids.update({key: item_id for key, item_id in session.execute(stmt)})
+    return ids
 
 
 def search_sql(collection: Collection, *, with_filter: bool) -> str:

