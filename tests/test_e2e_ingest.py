@@ -45,8 +45,11 @@ def test_reingest_updates_in_place(client, workers, photos, db_session) -> None:
 
 def test_content_hash_dedupes_without_external_id(client, workers, db_session) -> None:  # type: ignore[no-untyped-def]
     name = fresh()
-    items = [IngestItem(text="a red bicycle"), IngestItem(text="a red bicycle"),
-             IngestItem(image_bytes=png_bytes((200, 0, 0)))]
+    items = [
+        IngestItem(text="a red bicycle"),
+        IngestItem(text="a red bicycle"),
+        IngestItem(image_bytes=png_bytes((200, 0, 0))),
+    ]
     client.ingest(items, collection=name).result(timeout=120)
     client.ingest(items, collection=name, chunk_size=1).result(timeout=120)
     assert len(rows(db_session, name)) == 2
@@ -72,10 +75,17 @@ def test_concat_collection_scores_weighted_cosines(client, workers, photos, enco
     name = fresh()
     pair = IngestItem(image_path=str(photos["chelsea"]), text="a tabby cat", external_id="p")
     client.ingest([pair], collection=name, fusion="concat").result(timeout=120)
-    hit = client.search(
-        collection=name, image=photos["coffee"], text="a cat", fusion="concat",
-        weights={"image": 0.25, "text": 0.75},
-    ).result(timeout=60).hits[0]
+    hit = (
+        client.search(
+            collection=name,
+            image=photos["coffee"],
+            text="a cat",
+            fusion="concat",
+            weights={"image": 0.25, "text": 0.75},
+        )
+        .result(timeout=60)
+        .hits[0]
+    )
     qi = encoder.encode_images([Image.open(photos["coffee"])])[0]
     ii = encoder.encode_images([Image.open(photos["chelsea"])])[0]
     qt, it = encoder.encode_texts(["a cat", "a tabby cat"])
@@ -94,7 +104,8 @@ def test_attention_collection_ingests_and_searches(client, workers, photos) -> N
 def test_job_status_goes_queued_to_done(client, workers, photos) -> None:  # type: ignore[no-untyped-def]
     job = client.ingest(
         [IngestItem(image_path=str(photos[n])) for n in ("moon", "coins", "brick")],
-        collection=fresh(), chunk_size=1,
+        collection=fresh(),
+        chunk_size=1,
     )
     assert job.status().state in ("queued", "running", "done")
     assert job.status().total_tasks == 3

@@ -18,7 +18,8 @@ def demo(client, workers, photos):  # type: ignore[no-untyped-def]
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     items = [
         IngestItem(
-            image_path=str(p), external_id=n,
+            image_path=str(p),
+            external_id=n,
             metadata={"caption": PHOTOS[n], "group": "space" if n in SPACE else "earth"},
         )
         for n, p in photos.items()
@@ -59,8 +60,12 @@ def test_image_to_text_finds_its_caption(client, demo, photos) -> None:  # type:
 
 def test_composed_query_ranks_both_parts(client, demo, photos) -> None:  # type: ignore[no-untyped-def]
     job = client.search(
-        collection=demo, image=photos["chelsea"], text="a cup of coffee", targets=["image"],
-        weights={"image": 0.5, "text": 0.5}, k=2,
+        collection=demo,
+        image=photos["chelsea"],
+        text="a cup of coffee",
+        targets=["image"],
+        weights={"image": 0.5, "text": 0.5},
+        k=2,
     )
     assert set(ids(job)) == {"chelsea", "coffee"}
 
@@ -73,9 +78,13 @@ def test_vector_query_and_targets_both(client, demo, encoder) -> None:  # type: 
 
 
 def test_metadata_filter_is_containment(client, demo) -> None:  # type: ignore[no-untyped-def]
-    hits = client.search(
-        collection=demo, text="a cat", targets=["image"], filter={"group": "space"}, k=10
-    ).result(60).hits
+    hits = (
+        client.search(
+            collection=demo, text="a cat", targets=["image"], filter={"group": "space"}, k=10
+        )
+        .result(60)
+        .hits
+    )
     assert {h.external_id for h in hits} == SPACE
 
 

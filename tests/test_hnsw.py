@@ -32,13 +32,23 @@ def big(urls):  # type: ignore[no-untyped-def]
     vectors = uniform(rng, N + QUERIES)
     data, queries = vectors[:N], vectors[N:]
     collection = repository.ensure_collection(
-        session=session, name=f"hnsw-{uuid.uuid4().hex[:8]}", model="synthetic",
-        model_version="1", dim=DIM, fusion="sum",
+        session=session,
+        name=f"hnsw-{uuid.uuid4().hex[:8]}",
+        model="synthetic",
+        model_version="1",
+        dim=DIM,
+        fusion="sum",
     )
     rows = [
         repository.ItemRow(
-            key=f"ext:{i}", external_id=str(i), kind="image", uri=None, text=None,
-            metadata={"parity": i % 2}, content_hash=str(i), vector=v,
+            key=f"ext:{i}",
+            external_id=str(i),
+            kind="image",
+            uri=None,
+            text=None,
+            metadata={"parity": i % 2},
+            content_hash=str(i),
+            vector=v,
         )
         for i, v in enumerate(data)
     ]
@@ -56,7 +66,12 @@ def test_explain_shows_the_hnsw_index(big) -> None:  # type: ignore[no-untyped-d
     session, collection, data, queries, _ = big
     for with_filter in (False, True):
         sql = repository.search_sql(collection, with_filter=with_filter)
-        params = {"q": str(queries[0].tolist()), "kinds": ["image"], "k": K, "filter": '{"parity": 1}'}
+        params = {
+            "q": str(queries[0].tolist()),
+            "kinds": ["image"],
+            "k": K,
+            "filter": '{"parity": 1}',
+        }
         plan = "\n".join(r[0] for r in session.execute(text("EXPLAIN " + sql), params))
         assert f"Index Scan using {repository.index_name(collection.id)}" in plan, plan
     session.rollback()
@@ -82,7 +97,11 @@ def test_recall_at_10_against_exact_search(big) -> None:  # type: ignore[no-unty
 def test_filtered_search_still_returns_k(big) -> None:  # type: ignore[no-untyped-def]
     session, collection, data, queries, _ = big
     hits = repository.search_items(
-        session=session, collection=collection, query=queries[1], kinds=["image"], k=K,
+        session=session,
+        collection=collection,
+        query=queries[1],
+        kinds=["image"],
+        k=K,
         filter={"parity": 1},
     )
     session.rollback()

@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--json", action="store_true")
     p.add_argument(
-        "--spawn-workers", action=argparse.BooleanOptionalAction, default=True,
+        "--spawn-workers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="start an ingest and a search worker for the run (default) or use running ones",
     )
     return parser

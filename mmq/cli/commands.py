@@ -18,11 +18,9 @@ def db(args: argparse.Namespace) -> int:
     from mmq.store.migrate import downgrade, upgrade
 
     url = resolve_urls(get_settings()).database_url
-    if args.action == "upgrade":
-        upgrade(url, args.revision or "head")
-    else:
-        downgrade(url, args.revision or "base")
-    print(f"database {args.action}d to {args.revision or ('head' if args.action == 'upgrade' else 'base')}")
+    revision = args.revision or ("head" if args.action == "upgrade" else "base")
+    (upgrade if args.action == "upgrade" else downgrade)(url, revision)
+    print(f"database {args.action}d to {revision}")
     return 0
 
 
@@ -44,10 +42,16 @@ def ingest(args: argparse.Namespace) -> int:
     assert isinstance(result, IngestResult)
     for item in result.items:
         if args.json:
-            print(json.dumps({
-                "source": item.source, "external_id": item.external_id,
-                "status": item.status, "error": item.error,
-            }))
+            print(
+                json.dumps(
+                    {
+                        "source": item.source,
+                        "external_id": item.external_id,
+                        "status": item.status,
+                        "error": item.error,
+                    }
+                )
+            )
         elif item.status == "failed":
             print(f"failed: {item.source}: {item.error}", file=sys.stderr)
     if not args.json:
@@ -59,8 +63,13 @@ def wait_with_progress(job: Job, n_items: int, timeout: float, *, quiet: bool) -
     from tqdm import tqdm
 
     deadline = time.monotonic() + timeout
-    with tqdm(total=job.status().total_tasks, unit="chunk", disable=quiet, file=sys.stderr,
-              desc=f"ingest {n_items} items") as bar:
+    with tqdm(
+        total=job.status().total_tasks,
+        unit="chunk",
+        disable=quiet,
+        file=sys.stderr,
+        desc=f"ingest {n_items} items",
+    ) as bar:
         while time.monotonic() < deadline:
             status = job.status()
             bar.update(status.done_tasks - bar.n)
@@ -73,9 +82,13 @@ def search(args: argparse.Namespace) -> int:
     weights = _parse_weights(args.weights)
     client = Client()
     job = client.search(
-        collection=args.collection, text=args.text, image=args.image, weights=weights,
+        collection=args.collection,
+        text=args.text,
+        image=args.image,
+        weights=weights,
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],  # type: ignore[misc]
-        k=args.k, filter=json.loads(args.filter) if args.filter else None,
+        k=args.k,
+        filter=json.loads(args.filter) if args.filter else None,
     )
     try:
         result = job.result(timeout=args.timeout)
@@ -93,8 +106,11 @@ def search(args: argparse.Namespace) -> int:
 
 def hit_json(hit: Any) -> dict[str, Any]:
     return {
-        "external_id": hit.external_id, "kind": hit.kind, "score": round(hit.score, 4),
-        "source": hit.uri or hit.text, "metadata": hit.metadata,
+        "external_id": hit.external_id,
+        "kind": hit.kind,
+        "score": round(hit.score, 4),
+        "source": hit.uri or hit.text,
+        "metadata": hit.metadata,
     }
 
 

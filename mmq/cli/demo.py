@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from mmq.client import Client
 from mmq.cli.commands import hit_json, print_hits
 from mmq.cli.spawn import running_workers
+from mmq.client import Client
 from mmq.config import get_settings
 from mmq.embedded import export_urls, resolve_urls
 from mmq.schemas import IngestItem, IngestResult, SearchResult
@@ -84,7 +84,9 @@ def run_demo(args: argparse.Namespace) -> int:
             (
                 "composed: the astronaut photo + 'a clock' (image 0.5, text 0.5)",
                 dict(
-                    image=photos["astronaut"], text="a clock", targets=["image"],
+                    image=photos["astronaut"],
+                    text="a clock",
+                    targets=["image"],
                     weights={"image": 0.5, "text": 0.5},
                 ),
             ),

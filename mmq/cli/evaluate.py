@@ -51,8 +51,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def evaluate(
-    client: Client, collection: str, images: list[Path], captions: dict[str, list[str]],
-    *, quiet: bool = False,
+    client: Client,
+    collection: str,
+    images: list[Path],
+    captions: dict[str, list[str]],
+    *,
+    quiet: bool = False,
 ) -> dict[str, float]:
     def say(msg: str) -> None:
         if not quiet:
@@ -76,14 +80,17 @@ def evaluate(
     client.ingest(text_items, collection=collection).result(timeout=3600)
     say(f"ingested {len(text_items)} captions; running {len(queries) + len(images)} queries")
 
-    t2i = [client.search(collection=collection, text=c, targets=["image"], k=10) for _, c in queries]
+    t2i = [
+        client.search(collection=collection, text=c, targets=["image"], k=10) for _, c in queries
+    ]
     i2t = [client.search(collection=collection, image=p, targets=["text"], k=10) for p in images]
     t2i_ranks = [
-        _rank([h.external_id for h in _hits(job)], {name}) for job, (name, _) in zip(t2i, queries)
+        _rank([h.external_id for h in _hits(job)], {name})
+        for job, (name, _) in zip(t2i, queries, strict=True)
     ]
     i2t_ranks = [
         _rank([h.metadata.get("image") for h in _hits(job)], {p.name})
-        for job, p in zip(i2t, images)
+        for job, p in zip(i2t, images, strict=True)
     ]
     scores = {f"t2i_r{k}": _recall(t2i_ranks, k) for k in KS}
     scores.update({f"i2t_r{k}": _recall(i2t_ranks, k) for k in KS})

@@ -16,8 +16,14 @@ from celery import Celery
 
 def worker_command(queue: str, concurrency: int = 1) -> list[str]:
     return [
-        sys.executable, "-m", "mmq.cli", "worker", "--queues", queue,
-        "--concurrency", str(concurrency),
+        sys.executable,
+        "-m",
+        "mmq.cli",
+        "worker",
+        "--queues",
+        queue,
+        "--concurrency",
+        str(concurrency),
     ]
 
 
@@ -38,8 +44,11 @@ def running_workers(
             with open(log_dir / f"worker-{queue}.log", "ab") as log:
                 procs.append(
                     subprocess.Popen(
-                        worker_command(queue), stdout=log, stderr=subprocess.STDOUT,
-                        env=env or dict(os.environ), start_new_session=True,
+                        worker_command(queue),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env or dict(os.environ),
+                        start_new_session=True,
                     )
                 )
         wait_for_workers(app, len(queues), procs, timeout=timeout)

@@ -19,11 +19,15 @@ def run_worker(args: argparse.Namespace) -> int:
     queues = ",".join(q.strip() for q in args.queues.split(",") if q.strip())
     argv = [
         "worker",
-        "--queues", queues,
-        "--concurrency", str(args.concurrency),
-        "--loglevel", args.loglevel,
+        "--queues",
+        queues,
+        "--concurrency",
+        str(args.concurrency),
+        "--loglevel",
+        args.loglevel,
         # Two workers on one host need distinct node names.
-        "--hostname", f"mmq-{queues.replace(',', '-')}-{os.getpid()}@%h",
+        "--hostname",
+        f"mmq-{queues.replace(',', '-')}-{os.getpid()}@%h",
         "--without-gossip",
         "--without-mingle",
     ]

@@ -38,15 +38,14 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
-            width, height = image.size
+            opened = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+            width, height = opened.size
             if width * height > max_pixels:
                 raise MediaError(
                     f"image is {width}x{height} pixels, the limit is {max_pixels} pixels"
                 )
-            image.load()  # decode now: truncation and corruption surface here, not later
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            opened.load()  # decode now: truncation and corruption surface here, not later
+            return _to_rgb(ImageOps.exif_transpose(opened))
     except MediaError:
         raise
     except UnidentifiedImageError:
@@ -67,7 +66,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit greyscale: scale to 8 bits instead of clipping everything to white.
         extrema = image.getextrema()
-        high = max(1, int(extrema[1])) if isinstance(extrema, tuple) else 1
+        high = max(1, int(extrema[1])) if isinstance(extrema, tuple) else 1  # type: ignore[arg-type]
         image = image.point(lambda v: v * (255.0 / high)).convert("L")
     if image.mode == "P":
         image = image.convert("RGBA")

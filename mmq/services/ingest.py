@@ -9,14 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.fusion import fused_dim
 from mmq.media import MediaError, clean_text, decode_image, read_image_bytes
-from pydantic import ValidationError
-
 from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest
 from mmq.services.vectors import item_vector
 from mmq.store import repository
@@ -71,7 +70,8 @@ def ingest(
             continue
         try:
             vector = item_vector(
-                d.vectors, collection_fusion=collection.fusion,  # type: ignore[arg-type]
+                d.vectors,
+                collection_fusion=collection.fusion,  # type: ignore[arg-type]
                 weights=request.weights,
             )
         except ValueError as exc:
@@ -82,8 +82,11 @@ def ingest(
     session.commit()
     for d, row in rows:
         results[d.index] = ItemResult(
-            index=d.index, source=d.item.source, external_id=d.item.external_id,
-            status="stored", item_id=ids[row.key],
+            index=d.index,
+            source=d.item.source,
+            external_id=d.item.external_id,
+            status="stored",
+            item_id=ids[row.key],
         )
     return IngestResult(collection=collection.name, items=[results[i] for i in sorted(results)])
 
@@ -164,13 +167,19 @@ def _invalid(index: int, raw: object, exc: ValidationError) -> ItemResult:
         f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors()
     )
     return ItemResult(
-        index=index, source=str(source)[:200], external_id=external_id, status="failed",
+        index=index,
+        source=str(source)[:200],
+        external_id=external_id,
+        status="failed",
         error=f"invalid item: {errors}",
     )
 
 
 def _failed(index: int, item: IngestItem, error: str) -> ItemResult:
     return ItemResult(
-        index=index, source=item.source, external_id=item.external_id, status="failed",
+        index=index,
+        source=item.source,
+        external_id=item.external_id,
+        status="failed",
         error=error,
     )

@@ -53,8 +53,13 @@ def search(
     t2 = time.perf_counter()
     hits = [
         Hit(
-            item_id=r.item_id, external_id=r.external_id, score=(1.0 - r.distance) * scale, kind=r.kind,  # type: ignore[arg-type]
-            uri=r.uri, text=r.text, metadata=r.metadata,
+            item_id=r.item_id,
+            external_id=r.external_id,
+            score=(1.0 - r.distance) * scale,
+            kind=r.kind,  # type: ignore[arg-type]
+            uri=r.uri,
+            text=r.text,
+            metadata=r.metadata,
         )
         for r in rows
     ]

@@ -55,8 +55,18 @@ class HitRow:
 
 UPSERT_ROWS = 2000
 _UPDATED_COLUMNS = (
-    "external_id", "kind", "uri", "text", "metadata", "content_hash",
-    "model", "model_version", "dim", "vector", "image_vector", "text_vector",
+    "external_id",
+    "kind",
+    "uri",
+    "text",
+    "metadata",
+    "content_hash",
+    "model",
+    "model_version",
+    "dim",
+    "vector",
+    "image_vector",
+    "text_vector",
 )
 
 
@@ -155,9 +165,9 @@ def upsert_items(
     ids: dict[str, int] = {}
     # PostgreSQL caps a statement at 65,535 bound parameters: 14 per row.
     for start in range(0, len(values), UPSERT_ROWS):
-        stmt = insert(Item).values(values[start : start + UPSERT_ROWS])
-        updated = {name: stmt.excluded[name] for name in _UPDATED_COLUMNS}
-        stmt = stmt.on_conflict_do_update(
+        base = insert(Item).values(values[start : start + UPSERT_ROWS])
+        updated = {name: base.excluded[name] for name in _UPDATED_COLUMNS}
+        stmt = base.on_conflict_do_update(
             constraint="items_collection_key", set_={**updated, "updated_at": func.now()}
         ).returning(Item.key, Item.id)
         ids.update({key: item_id for key, item_id in session.execute(stmt)})
