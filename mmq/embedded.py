@@ -68,23 +68,22 @@ def export_urls(urls: Urls) -> None:
     os.environ["MMQ_DATABASE_URL"] = urls.database_url
 
 
-_current: _State | None = None
+_known: dict[Path, _State] = {}
 
 
 def ensure_embedded(state_dir: Path) -> _State:
     """Start or reuse the embedded servers of `state_dir`."""
-    global _current
-    if _current is not None and _alive(_current):
-        return _current
     state_dir = state_dir.resolve()
+    known = _known.get(state_dir)
+    if known is not None and _alive(known):
+        return known
     state_dir.mkdir(parents=True, exist_ok=True)
     with _locked(state_dir / "embedded.lock"):
         state = _read_state(state_dir)
-        if state is not None and _pid_alive(state.owner_pid) and _alive(state):
-            _current = state
-            return state
-        _current = _start(state_dir, previous=state)
-        return _current
+        if state is None or not _pid_alive(state.owner_pid) or not _alive(state):
+            state = _start(state_dir, previous=state)
+        _known[state_dir] = state
+        return state
 
 
 def _start(state_dir: Path, previous: _State | None) -> _State:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -122,3 +123,22 @@ def test_eval_json(folder, workers) -> None:  # type: ignore[no-untyped-def]
 
 def test_db_upgrade_is_idempotent(urls) -> None:  # type: ignore[no-untyped-def]
     assert "upgraded" in mmq("db", "upgrade").stdout
+
+
+def test_demo_runs_on_its_own_servers(tmp_path: Path) -> None:
+    # As `make demo` runs it: no URLs configured, so it starts and stops its own servers.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMQ_")}
+    env["MMQ_STATE_DIR"] = str(tmp_path / "state")
+    out = subprocess.run(
+        [sys.executable, "-m", "mmq.cli", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    first_cat_hit = lines[lines.index(next(x for x in lines if "'a cat'" in x)) + 1]
+    assert "chelsea" in first_cat_hit, out.stdout
+    assert "0 failed" in out.stdout
+    assert not (tmp_path / "state" / "embedded.json").exists()  # servers stopped

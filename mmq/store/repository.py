@@ -202,7 +202,8 @@ def search_items(
     # SET LOCAL lasts for this transaction only. Iterative scans keep filtered queries from
     # returning fewer than k hits when the filter rejects most of the first candidates.
     session.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}"))
-    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    if _has_iterative_scan(session):
+        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
     stmt = text(search_sql(collection, with_filter=filter is not None)).bindparams(
         bindparam("q", type_=Vector())
     )
@@ -215,6 +216,21 @@ def search_items(
     ]
     # relaxed_order may return neighbours slightly out of order; the contract is sorted.
     return sorted(rows, key=lambda r: r.distance)
+
+
+_iterative_scan: dict[str, bool] = {}
+
+
+def _has_iterative_scan(session: Session) -> bool:
+    """pgvector >= 0.8 has iterative index scans; 0.7 (also supported) has not."""
+    url = str(session.get_bind().url)
+    if url not in _iterative_scan:
+        version = session.scalar(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        )
+        major, minor = (int(part) for part in str(version).split(".")[:2])
+        _iterative_scan[url] = (major, minor) >= (0, 8)
+    return _iterative_scan[url]
 
 
 def count_items(*, session: Session, collection: Collection) -> int:
