@@ -82,10 +82,10 @@ def run_demo(args: argparse.Namespace) -> int:
             ("image → image: the rocket photo", dict(image=photos["rocket"], targets=["image"])),
             ("image → text: the coffee photo", dict(image=photos["coffee"], targets=["text"])),
             (
-                "composed: the astronaut photo + 'a clock' (image 0.5, text 0.5)",
+                "composed: the cat photo + 'a cup of coffee' (image 0.5, text 0.5)",
                 dict(
-                    image=photos["astronaut"],
-                    text="a clock",
+                    image=photos["chelsea"],
+                    text="a cup of coffee",
                     targets=["image"],
                     weights={"image": 0.5, "text": 0.5},
                 ),
