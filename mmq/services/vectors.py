@@ -26,12 +26,10 @@ def item_vector(
     weights: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """The stored vector of an item with one or two modalities."""
-    if collection_fusion == "concat":
-        if len(parts) == 1:
-            parts = {m: _only(parts) for m in MODALITIES}
-        return _slots(parts, None)[0]
     if len(parts) == 1:
-        return expand_single(_only(parts), collection_fusion)
+        return expand_single(_only(parts), collection_fusion, n_modalities=len(MODALITIES))
+    if collection_fusion == "concat":
+        return fuse(parts, method="concat")  # equal slots: the query carries the weights
     return fuse(parts, method=collection_fusion, weights=weights)
 
 
@@ -47,24 +45,14 @@ def query_vector(
     if method == "concat" and collection_fusion != "concat":
         raise FusionError("a concat-fused query needs a collection created with fusion=concat")
     if len(parts) > 1 and method == "concat":
-        return _slots(parts, weights)
+        names = sorted(parts)
+        w = normalize_weights(names, weights)
+        # fuse() puts sqrt(weight) in each slot; squared weights make the slots linear in w.
+        squared = {name: float(wi * wi) for name, wi in zip(names, w, strict=True)}
+        scale = float(np.sqrt(len(names)) * np.linalg.norm(w))
+        return fuse(parts, method="concat", weights=squared), scale
     single = _only(parts) if len(parts) == 1 else fuse(parts, method=method, weights=weights)
-    if collection_fusion == "concat":
-        return _slots({m: single for m in MODALITIES}, None)
-    return expand_single(single, collection_fusion), 1.0
-
-
-def _slots(
-    parts: Mapping[str, np.ndarray], weights: Mapping[str, float] | None
-) -> tuple[np.ndarray, float]:
-    names = sorted(parts)
-    if names != sorted(MODALITIES):
-        raise FusionError(f"concat needs both {MODALITIES}, got {names}")
-    w = normalize_weights(names, weights)
-    units = [parts[n] / np.linalg.norm(parts[n]) for n in names]
-    raw = np.concatenate([wi * u for wi, u in zip(w, units, strict=True)])
-    norm = float(np.linalg.norm(raw))
-    return (raw / norm).astype(np.float32), norm * np.sqrt(len(names))
+    return expand_single(single, collection_fusion, n_modalities=len(MODALITIES)), 1.0
 
 
 def _only(parts: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -223,7 +223,7 @@ _iterative_scan: dict[str, bool] = {}
 
 def _has_iterative_scan(session: Session) -> bool:
     """pgvector >= 0.8 has iterative index scans; 0.7 (also supported) has not."""
-    url = str(session.get_bind().url)
+    url = str(session.get_bind().engine.url)
     if url not in _iterative_scan:
         version = session.scalar(
             text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
