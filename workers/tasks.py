@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from pydantic import BaseModel
 
 from mmq import services
 from mmq.broker import INGEST_TASK, SEARCH_TASK
@@ -11,23 +14,18 @@ from workers.app import app
 from workers.runtime import get_runtime
 
 
-@app.task(name=INGEST_TASK)
-def ingest(payload: dict[str, Any]) -> dict[str, Any]:
-    request = RawIngestRequest.model_validate(payload)
+def _call(service: Callable[..., BaseModel], request: BaseModel) -> dict[str, Any]:
     rt = get_runtime()
     with rt.sessions() as session:
-        result = services.ingest(
-            encoder=rt.encoder, session=session, request=request, settings=rt.settings
-        )
+        result = service(encoder=rt.encoder, session=session, request=request, settings=rt.settings)
     return result.model_dump(mode="json")
+
+
+@app.task(name=INGEST_TASK)
+def ingest(payload: dict[str, Any]) -> dict[str, Any]:
+    return _call(services.ingest, RawIngestRequest.model_validate(payload))
 
 
 @app.task(name=SEARCH_TASK)
 def search(payload: dict[str, Any]) -> dict[str, Any]:
-    request = SearchRequest.model_validate(payload)
-    rt = get_runtime()
-    with rt.sessions() as session:
-        result = services.search(
-            encoder=rt.encoder, session=session, request=request, settings=rt.settings
-        )
-    return result.model_dump(mode="json")
+    return _call(services.search, SearchRequest.model_validate(payload))

@@ -49,6 +49,7 @@ def ingest(
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construction=settings.hnsw_ef_construction,
     )
+    session.commit()  # a new collection is visible (and its creation lock released) at once
     results: dict[int, ItemResult] = {}
     decoded: list[_Decoded] = []
     for index, raw in enumerate(request.items):

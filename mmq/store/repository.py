@@ -97,9 +97,12 @@ def ensure_collection(
     An existing collection must be bound to the same model and version: vectors from two
     models live in different spaces and comparing them would return garbage silently.
     """
-    # Serialise creation across workers: two CREATE INDEX for one new collection would race.
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmq.collections'))"))
     collection = session.scalar(select(Collection).where(Collection.name == name))
+    if collection is None:
+        # Serialise creation across workers (two CREATE INDEX for one new collection would
+        # race); the lock lasts until the caller commits, so commit right after creating.
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('mmq.collections'))"))
+        collection = session.scalar(select(Collection).where(Collection.name == name))
     if collection is None:
         collection = Collection(
             name=name, model=model, model_version=model_version, dim=dim, fusion=fusion
