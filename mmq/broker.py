@@ -37,7 +37,6 @@ def celery_config(urls: Urls, *, result_expires_s: int) -> dict[str, Any]:
         task_default_queue=INGEST_QUEUE,
         # "running" is visible to producers, not only queued/done.
         task_track_started=True,
-        result_extended=True,
         result_expires=result_expires_s,
         # A message is acknowledged only after its task finished, so a worker that dies
         # mid-task leaves it to be redelivered (ingest is idempotent).

@@ -69,6 +69,12 @@ class Job:
             id=self.id, state=state, error=error, done_tasks=done, total_tasks=len(states)
         )
 
+    def progress(self) -> tuple[int, int]:
+        """(items in finished chunks, all items) of an ingest this producer enqueued."""
+        sizes = [len(chunk) for chunk in self.chunks]
+        done = sum(n for n, r in zip(sizes, self._results(), strict=False) if r.ready())
+        return done, sum(sizes)
+
     def result(self, timeout: float | None = None) -> IngestResult | SearchResult:
         """Wait for the job. Search failures raise JobFailed; a failed ingest chunk marks its
         items failed with the chunk's error, so one bad chunk never hides the others."""

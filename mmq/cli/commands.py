@@ -37,7 +37,7 @@ def ingest(args: argparse.Namespace) -> int:
     if not args.wait:
         print(job.id)
         return 0
-    wait_with_progress(job, len(items), args.timeout, quiet=args.json)
+    wait_with_progress(job, args.timeout, quiet=args.json)
     result = job.result(timeout=args.timeout)
     assert isinstance(result, IngestResult)
     for item in result.items:
@@ -59,21 +59,16 @@ def ingest(args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 2
 
 
-def wait_with_progress(job: Job, n_items: int, timeout: float, *, quiet: bool) -> None:
+def wait_with_progress(job: Job, timeout: float, *, quiet: bool) -> None:
     from tqdm import tqdm
 
     deadline = time.monotonic() + timeout
-    with tqdm(
-        total=job.status().total_tasks,
-        unit="chunk",
-        disable=quiet,
-        file=sys.stderr,
-        desc=f"ingest {n_items} items",
-    ) as bar:
+    done, total = job.progress()
+    with tqdm(total=total, unit="item", disable=quiet, file=sys.stderr, desc="ingest") as bar:
         while time.monotonic() < deadline:
-            status = job.status()
-            bar.update(status.done_tasks - bar.n)
-            if status.done_tasks == status.total_tasks:
+            done, total = job.progress()
+            bar.update(done - bar.n)
+            if done == total:
                 return
             time.sleep(0.2)
 
