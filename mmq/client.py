@@ -34,7 +34,8 @@ class JobFailed(RuntimeError):
     """The job ended in failure; the message is the worker's error."""
 
 
-_RUNNING = {"STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"}
+_FAILED = {"FAILURE", "REVOKED"}
+_RUNNING = {"STARTED", "RETRY", "SUCCESS", *_FAILED}
 
 
 @dataclass
@@ -47,16 +48,18 @@ class Job:
     task_ids: list[str]
     # Per chunk: (source, external_id) of its items, known to the producer that enqueued.
     chunks: list[list[tuple[str, str | None]]] = field(default_factory=list)
+    collection: str = ""
 
     def _results(self) -> list[AsyncResult]:
         return [AsyncResult(tid, app=self.app) for tid in self.task_ids]
 
     def status(self) -> JobStatus:
         """queued / running / done / failed, with the first error if any."""
-        states = [r.state for r in self._results()]
+        results = self._results()
+        states = [r.state for r in results]
         done = sum(s in ("SUCCESS", "FAILURE", "REVOKED") for s in states)
         error = next(
-            (str(r.result) for r in self._results() if r.state in ("FAILURE", "REVOKED")), None
+            (str(r.result) for r, s in zip(results, states, strict=True) if s in _FAILED), None
         )
         state: JobState
         if done == len(states):
@@ -88,7 +91,7 @@ class Job:
                     raise JobFailed(str(exc)) from None
                 raise
         items: list[ItemResult] = []
-        collection = ""
+        collection = self.collection
         offset = 0
         for i, r in enumerate(self._results()):
             payload = r.get(timeout=_left(deadline), propagate=False)
@@ -163,6 +166,7 @@ class Client:
             "ingest",
             task_ids,
             [[(it.source, it.external_id) for it in chunk] for chunk in chunks],
+            collection,
         )
 
     def search(
