@@ -11,8 +11,6 @@ import pytest
 from mmq.config import Settings
 from mmq.embedded import Urls, export_urls, resolve_urls
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def pytest_configure(config: pytest.Config) -> None:
     # Offline by construction: nothing in the tests may reach a model hub.

@@ -234,12 +234,3 @@ def _has_iterative_scan(session: Session) -> bool:
         major, minor = (int(part) for part in str(version).split(".")[:2])
         _iterative_scan[url] = (major, minor) >= (0, 8)
     return _iterative_scan[url]
-
-
-def count_items(*, session: Session, collection: Collection) -> int:
-    return int(
-        session.scalar(
-            select(func.count()).select_from(Item).where(Item.collection_id == collection.id)
-        )
-        or 0
-    )
