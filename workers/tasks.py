@@ -16,6 +16,7 @@ from workers.runtime import get_runtime
 
 def _call(service: Callable[..., BaseModel], request: BaseModel) -> dict[str, Any]:
     rt = get_runtime()
+    rt.check_schema()
     with rt.sessions() as session:
         result = service(encoder=rt.encoder, session=session, request=request, settings=rt.settings)
     return result.model_dump(mode="json")
