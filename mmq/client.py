@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery import states as celery_states
 from celery.result import AsyncResult, GroupResult
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK, SEARCH_QUEUE, SEARCH_TASK, make_celery
@@ -34,8 +35,8 @@ class JobFailed(RuntimeError):
     """The job ended in failure; the message is the worker's error."""
 
 
-_FAILED = {"FAILURE", "REVOKED"}
-_RUNNING = {"STARTED", "RETRY", "SUCCESS", *_FAILED}
+# Anything past "received" means a worker has taken the task.
+_TAKEN = {celery_states.STARTED, celery_states.RETRY, *celery_states.READY_STATES}
 
 
 @dataclass
@@ -57,14 +58,19 @@ class Job:
         """queued / running / done / failed, with the first error if any."""
         results = self._results()
         states = [r.state for r in results]
-        done = sum(s in ("SUCCESS", "FAILURE", "REVOKED") for s in states)
+        done = sum(s in celery_states.READY_STATES for s in states)
         error = next(
-            (str(r.result) for r, s in zip(results, states, strict=True) if s in _FAILED), None
+            (
+                str(r.result)
+                for r, s in zip(results, states, strict=True)
+                if s in celery_states.PROPAGATE_STATES
+            ),
+            None,
         )
         state: JobState
         if done == len(states):
             state = "failed" if error else "done"
-        elif any(s in _RUNNING for s in states):
+        elif any(s in _TAKEN for s in states):
             state = "running"
         else:
             state = "queued"

@@ -28,11 +28,7 @@ def search(
             raise ValueError("query vector must be finite and non-zero")
         query, scale = l2_normalize(query), 1.0
     else:
-        if (collection.model, collection.model_version) != (encoder.name, encoder.version):
-            raise repository.StoreError(
-                f"collection {collection.name!r} is bound to model {collection.model}; "
-                f"this worker serves {encoder.name}"
-            )
+        repository.require_model(collection, model=encoder.name, model_version=encoder.version)
         query, scale = query_vector(
             _encode_query(encoder, request, settings),
             collection_fusion=collection.fusion,  # type: ignore[arg-type]

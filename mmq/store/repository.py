@@ -119,13 +119,19 @@ def ensure_collection(
                 f"WHERE collection_id = {int(collection.id)}"
             )
         )
-    elif (collection.model, collection.model_version) != (model, model_version):
+    else:
+        require_model(collection, model=model, model_version=model_version)
+    return collection
+
+
+def require_model(collection: Collection, *, model: str, model_version: str) -> None:
+    """Refuse to mix vector spaces: the collection's model and version must be this one."""
+    if (collection.model, collection.model_version) != (model, model_version):
         raise StoreError(
-            f"collection {name!r} is bound to model {collection.model} "
+            f"collection {collection.name!r} is bound to model {collection.model} "
             f"(version {collection.model_version}); this worker serves {model} "
             f"(version {model_version})"
         )
-    return collection
 
 
 def _check_dim(collection: Collection, vector: np.ndarray) -> None:
