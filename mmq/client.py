@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from celery import Celery
 from celery import states as celery_states
@@ -148,10 +148,11 @@ class Client:
         weights: Mapping[str, float] | None = None,
         chunk_size: int | None = None,
     ) -> Job:
-        """Enqueue items in chunk tasks of up to `chunk_size` (default: settings)."""
+        """Enqueue items in chunk tasks of up to `chunk_size` (default: settings). Each
+        video gets a task of its own: it is minutes of work, and idle workers take the
+        next video meanwhile."""
         parsed = [_as_item(it) for it in items]
-        size = chunk_size or self.settings.ingest_chunk_size
-        chunks = [parsed[i : i + size] for i in range(0, len(parsed), size)]
+        chunks = _chunks(parsed, chunk_size or self.settings.ingest_chunk_size)
         if not chunks:
             raise ValueError("nothing to ingest")
         task_ids = []
@@ -187,8 +188,13 @@ class Client:
         targets: Sequence[ItemKind] | None = None,
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
+        segments: Literal["best", "all"] = "best",
+        min_score: float | None = None,
     ) -> Job:
-        """Enqueue a search. An image path is read here: the search worker may be elsewhere."""
+        """Enqueue a search. An image path is read here: the search worker may be elsewhere.
+
+        Video hits carry their best segment's `start_s`/`end_s`; `segments="all"` also lists
+        every segment of each video scoring at least `min_score` (which drops weaker hits)."""
         image_bytes = Path(image).read_bytes() if isinstance(image, str | Path) else image
         request = SearchRequest(
             collection=collection,
@@ -200,6 +206,8 @@ class Client:
             targets=list(targets) if targets else list(ALL_KINDS),
             k=k,
             filter=dict(filter) if filter is not None else None,
+            segments=segments,
+            min_score=min_score,
         )
         task_id = self._send(SEARCH_TASK, SEARCH_QUEUE, request.model_dump(mode="json"))
         return Job(self.app, task_id, "search", [task_id])
@@ -223,7 +231,27 @@ def _as_item(item: IngestItem | Mapping[str, Any]) -> IngestItem:
         parsed = item
     else:
         parsed = IngestItem.model_validate(dict(item))
-    if parsed.image_path is not None:
-        # Workers read the file: give them an absolute path.
-        parsed = parsed.model_copy(update={"image_path": str(Path(parsed.image_path).resolve())})
+    # Workers read files: give them absolute paths.
+    for field_name in ("image_path", "video_path"):
+        path = getattr(parsed, field_name)
+        if path is not None:
+            parsed = parsed.model_copy(update={field_name: str(Path(path).resolve())})
     return parsed
+
+
+def _chunks(items: list[IngestItem], size: int) -> list[list[IngestItem]]:
+    """Consecutive items in chunks of up to `size`; a video always alone in its chunk."""
+    chunks: list[list[IngestItem]] = []
+    current: list[IngestItem] = []
+    for item in items:
+        if item.is_video or len(current) >= size:
+            if current:
+                chunks.append(current)
+            current = []
+        if item.is_video:
+            chunks.append([item])
+        else:
+            current.append(item)
+    if current:
+        chunks.append(current)
+    return chunks

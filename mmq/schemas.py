@@ -1,6 +1,7 @@
 """Wire format: the JSON that travels between producers and workers.
 
-Messages are JSON only (never pickle). Image bytes travel base64-encoded.
+Messages are JSON only (never pickle). Image and video bytes travel base64-encoded; for
+large videos, send a path the workers can read instead.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ItemKind = Literal["image", "text", "pair"]
+ItemKind = Literal["image", "text", "pair", "video"]
 FusionName = Literal["sum", "concat", "attention"]
 JobState = Literal["queued", "running", "done", "failed"]
-ALL_KINDS: tuple[ItemKind, ...] = ("image", "text", "pair")
+ALL_KINDS: tuple[ItemKind, ...] = ("image", "text", "pair", "video")
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 
@@ -23,11 +24,13 @@ class _Wire(BaseModel):
 
 
 class IngestItem(_Wire):
-    """One thing to store: an image, a text, or an image+text pair."""
+    """One thing to store: an image, a text, an image+text pair, or a video."""
 
     image_path: str | None = None
     image_bytes: bytes | None = None
     text: str | None = None
+    video_path: str | None = None
+    video_bytes: bytes | None = None
     external_id: str | None = Field(default=None, max_length=512)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -42,15 +45,24 @@ class IngestItem(_Wire):
         return value
 
     @model_validator(mode="after")
-    def _one_image_source(self) -> IngestItem:
-        if self.image_path is not None and self.image_bytes is not None:
-            raise ValueError("give image_path or image_bytes, not both")
-        if self.image_path is None and self.image_bytes is None and self.text is None:
-            raise ValueError("an item needs an image, a text, or both")
+    def _one_media_source(self) -> IngestItem:
+        sources = [self.image_path, self.image_bytes, self.video_path, self.video_bytes]
+        if sum(s is not None for s in sources) > 1:
+            raise ValueError("give one of image_path, image_bytes, video_path, video_bytes")
+        if self.is_video and self.text is not None:
+            raise ValueError("a video item carries no text: put titles in its metadata")
+        if all(s is None for s in sources) and self.text is None:
+            raise ValueError("an item needs an image, a text, both, or a video")
         return self
 
     @property
+    def is_video(self) -> bool:
+        return self.video_path is not None or self.video_bytes is not None
+
+    @property
     def kind(self) -> ItemKind:
+        if self.is_video:
+            return "video"
         has_image = self.image_path is not None or self.image_bytes is not None
         if has_image and self.text is not None:
             return "pair"
@@ -59,11 +71,14 @@ class IngestItem(_Wire):
     @property
     def source(self) -> str:
         """A human-readable name for progress output and errors."""
-        if self.image_path is not None:
-            return self.image_path
+        path = self.image_path or self.video_path
+        if path is not None:
+            return path
         if self.external_id is not None:
             return self.external_id
-        return "<bytes>" if self.image_bytes is not None else "<text>"
+        if self.image_bytes is not None or self.video_bytes is not None:
+            return "<bytes>"
+        return "<text>"
 
 
 class _IngestOptions(_Wire):
@@ -91,6 +106,9 @@ class ItemResult(_Wire):
     status: Literal["stored", "failed"]
     item_id: int | None = None
     error: str | None = None
+    # Videos: how much was indexed.
+    duration_s: float | None = None
+    segments: int | None = None
 
 
 class IngestResult(_Wire):
@@ -119,6 +137,10 @@ class SearchRequest(_Wire):
     k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = None  # JSON containment on item metadata
     ef_search: int | None = Field(default=None, ge=1, le=1000)
+    # Video hits: "best" gives each video's best segment; "all" also lists every segment of
+    # the video that scores at least `min_score`, best first.
+    segments: Literal["best", "all"] = "best"
+    min_score: float | None = Field(default=None, ge=-1, le=1)
 
     @model_validator(mode="after")
     def _has_query(self) -> SearchRequest:
@@ -131,6 +153,13 @@ class SearchRequest(_Wire):
         return self
 
 
+class SegmentHit(_Wire):
+    start_s: float
+    end_s: float
+    keyframe_s: float
+    score: float
+
+
 class Hit(_Wire):
     item_id: int
     external_id: str | None
@@ -139,6 +168,12 @@ class Hit(_Wire):
     uri: str | None
     text: str | None
     metadata: dict[str, Any]
+    # Videos: the best segment's time range (the hit's score is that segment's score).
+    start_s: float | None = None
+    end_s: float | None = None
+    keyframe_s: float | None = None
+    duration_s: float | None = None
+    segments: list[SegmentHit] | None = None  # with segments="all"
 
 
 class SearchResult(_Wire):

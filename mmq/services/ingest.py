@@ -1,4 +1,8 @@
-"""Ingest: decode → encode in batches → fuse → one upsert. Bad items fail alone."""
+"""Ingest: decode → encode in batches → fuse → one upsert. Bad items fail alone.
+
+Videos are indexed one at a time (services/video.py) and stored with their segments in
+the same transaction as the rest of the request.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.fusion import fused_dim
 from mmq.media import MediaError, clean_text, decode_image, read_image_bytes
-from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest
+from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIngestRequest
 from mmq.services.vectors import item_vector
+from mmq.services.video import IndexedVideo, index_video
 from mmq.store import repository
+from mmq.store.segments import SegmentRow, replace_segments
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +44,21 @@ def ingest(
     *, encoder: Encoder, session: Session, request: RawIngestRequest, settings: Settings
 ) -> IngestResult:
     """Store every valid item of the request; each invalid one gets its own error."""
-    fusion = request.fusion or settings.default_fusion
+    new_fusion = request.fusion or settings.default_fusion  # if the collection is new
     collection = repository.ensure_collection(
         session=session,
         name=request.collection,
         model=encoder.name,
         model_version=encoder.version,
-        dim=fused_dim(fusion, encoder.dim),
-        fusion=fusion,
+        dim=fused_dim(new_fusion, encoder.dim),
+        fusion=new_fusion,
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construction=settings.hnsw_ef_construction,
     )
     session.commit()  # a new collection is visible (and its creation lock released) at once
     results: dict[int, ItemResult] = {}
     decoded: list[_Decoded] = []
+    videos: list[tuple[int, IngestItem]] = []
     for index, raw in enumerate(request.items):
         try:
             item = IngestItem.model_validate(raw)
@@ -59,37 +66,93 @@ def ingest(
             results[index] = _invalid(index, raw, exc)
             continue
         try:
-            decoded.append(_decode(index, item, settings))
+            _check_metadata(item, settings)
+            if item.is_video:
+                videos.append((index, item))
+            else:
+                decoded.append(_decode(index, item, settings))
         except MediaError as exc:
             results[index] = _failed(index, item, str(exc))
 
     _encode_all(encoder, decoded, results, settings.encode_batch_size)
+    indexed = _index_videos(encoder, videos, results, settings)
 
-    rows: list[tuple[_Decoded, repository.ItemRow]] = []
+    fusion: FusionName = collection.fusion  # type: ignore[assignment]
+    rows: list[tuple[int, IngestItem, repository.ItemRow]] = []
     for d in decoded:
         if d.index in results:
             continue
         try:
-            vector = item_vector(
-                d.vectors,
-                collection_fusion=collection.fusion,  # type: ignore[arg-type]
-                weights=request.weights,
-            )
+            vector = item_vector(d.vectors, collection_fusion=fusion, weights=request.weights)
         except ValueError as exc:
             results[d.index] = _failed(d.index, d.item, str(exc))
             continue
-        rows.append((d, _row(d, vector)))
-    ids = repository.upsert_items(session=session, collection=collection, rows=[r for _, r in rows])
+        rows.append((d.index, d.item, _row(d, vector)))
+    rows.extend((index, item, _video_row(item, video, fusion)) for index, item, video in indexed)
+    ids = repository.upsert_items(
+        session=session, collection=collection, rows=[row for _, _, row in rows]
+    )
+    for _, item, video in indexed:
+        segments = [
+            SegmentRow(s.start_s, s.end_s, s.keyframe_s, _expand(s.vector, fusion))
+            for s in video.segments
+        ]
+        item_id = ids[_key(item, video.content_hash)]
+        replace_segments(session=session, collection=collection, item_id=item_id, segments=segments)
     session.commit()
-    for d, row in rows:
-        results[d.index] = ItemResult(
-            index=d.index,
-            source=d.item.source,
-            external_id=d.item.external_id,
+    videos_by_index: dict[int, IndexedVideo] = {index: video for index, _, video in indexed}
+    for index, item, row in rows:
+        stored_video = videos_by_index.get(index)
+        results[index] = ItemResult(
+            index=index,
+            source=item.source,
+            external_id=item.external_id,
             status="stored",
             item_id=ids[row.key],
+            duration_s=stored_video.duration_s if stored_video else None,
+            segments=len(stored_video.segments) if stored_video else None,
         )
     return IngestResult(collection=collection.name, items=[results[i] for i in sorted(results)])
+
+
+def _index_videos(
+    encoder: Encoder,
+    videos: list[tuple[int, IngestItem]],
+    results: dict[int, ItemResult],
+    settings: Settings,
+) -> list[tuple[int, IngestItem, IndexedVideo]]:
+    indexed = []
+    for index, item in videos:
+        try:
+            indexed.append((index, item, index_video(item, encoder=encoder, settings=settings)))
+        except MediaError as exc:
+            results[index] = _failed(index, item, str(exc))
+        except Exception as exc:
+            log.exception("indexing video %s failed", item.source)
+            results[index] = _failed(index, item, f"video: {type(exc).__name__}: {exc}")
+    return indexed
+
+
+def _expand(vector: np.ndarray, fusion: FusionName) -> np.ndarray:
+    return item_vector({"image": vector}, collection_fusion=fusion)
+
+
+def _video_row(item: IngestItem, video: IndexedVideo, fusion: FusionName) -> repository.ItemRow:
+    return repository.ItemRow(
+        key=_key(item, video.content_hash),
+        external_id=item.external_id,
+        kind="video",
+        uri=video.uri,
+        text=None,
+        metadata=item.metadata,
+        content_hash=video.content_hash,
+        vector=_expand(video.vector, fusion),
+        duration_s=video.duration_s,
+    )
+
+
+def _key(item: IngestItem, content_hash: str) -> str:
+    return f"ext:{item.external_id}" if item.external_id else f"sha256:{content_hash}"
 
 
 def _decode(index: int, item: IngestItem, settings: Settings) -> _Decoded:
@@ -108,10 +171,13 @@ def _decode(index: int, item: IngestItem, settings: Settings) -> _Decoded:
     if item.text is not None:
         text = clean_text(item.text, max_chars=settings.max_text_chars)
         digest.update(b"text:" + text.encode())
+    return _Decoded(index, item, image, text, digest.hexdigest(), uri, {})
+
+
+def _check_metadata(item: IngestItem, settings: Settings) -> None:
     size = len(json.dumps(item.metadata).encode())
     if size > settings.max_metadata_bytes:
         raise MediaError(f"metadata is {size} bytes, the limit is {settings.max_metadata_bytes}")
-    return _Decoded(index, item, image, text, digest.hexdigest(), uri, {})
 
 
 def _encode_all(
@@ -144,9 +210,8 @@ def _encode(encoder: Encoder, modality: str, batch: list[_Decoded]) -> np.ndarra
 
 
 def _row(d: _Decoded, vector: np.ndarray) -> repository.ItemRow:
-    key = f"ext:{d.item.external_id}" if d.item.external_id else f"sha256:{d.content_hash}"
     return repository.ItemRow(
-        key=key,
+        key=_key(d.item, d.content_hash),
         external_id=d.item.external_id,
         kind=d.item.kind,
         uri=d.uri,

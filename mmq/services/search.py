@@ -1,4 +1,8 @@
-"""Search: encode the query once → fuse → ANN on the collection's HNSW index."""
+"""Search: encode the query once → fuse → ANN on the collection's HNSW indexes.
+
+Images, texts and pairs are found on the items index; videos through their segments' index,
+ranked by their best segment. Both are cosines in one space, so they merge by score.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.encoders.base import l2_normalize
 from mmq.media import clean_text, decode_image
-from mmq.schemas import Hit, SearchRequest, SearchResult
+from mmq.schemas import Hit, SearchRequest, SearchResult, SegmentHit
 from mmq.services.vectors import query_vector
-from mmq.store import repository
+from mmq.store import repository, segments
+from mmq.store.tables import Collection
 
 
 def search(
@@ -36,34 +41,107 @@ def search(
             weights=request.weights,
         )
     t1 = time.perf_counter()
-    rows = repository.search_items(
-        session=session,
-        collection=collection,
-        query=query,
-        kinds=request.targets,
-        k=request.k,
-        filter=request.filter,
-        ef_search=request.ef_search or settings.ef_search,
-    )
+    ef_search = request.ef_search or settings.ef_search
+    hits: list[Hit] = []
+    item_kinds = [kind for kind in request.targets if kind != "video"]
+    if item_kinds:
+        rows = repository.search_items(
+            session=session,
+            collection=collection,
+            query=query,
+            kinds=item_kinds,
+            k=request.k,
+            filter=request.filter,
+            ef_search=ef_search,
+        )
+        hits = [
+            Hit(
+                item_id=r.item_id,
+                external_id=r.external_id,
+                score=(1.0 - r.distance) * scale,
+                kind=r.kind,  # type: ignore[arg-type]
+                uri=r.uri,
+                text=r.text,
+                metadata=r.metadata,
+            )
+            for r in rows
+        ]
+    if "video" in request.targets:
+        hits += video_hits(
+            session=session,
+            collection=collection,
+            query=query,
+            scale=scale,
+            request=request,
+            ef_search=ef_search,
+        )
     session.commit()
     t2 = time.perf_counter()
-    hits = [
-        Hit(
-            item_id=r.item_id,
-            external_id=r.external_id,
-            score=(1.0 - r.distance) * scale,
-            kind=r.kind,  # type: ignore[arg-type]
-            uri=r.uri,
-            text=r.text,
-            metadata=r.metadata,
-        )
-        for r in rows
-    ]
+    if request.min_score is not None:
+        hits = [h for h in hits if h.score >= request.min_score]
+    hits = sorted(hits, key=lambda h: -h.score)[: request.k]
     return SearchResult(
         collection=collection.name,
         hits=hits,
         timings_ms={"encode": (t1 - t0) * 1e3, "ann": (t2 - t1) * 1e3},
     )
+
+
+def video_hits(
+    *,
+    session: Session,
+    collection: Collection,
+    query: np.ndarray,
+    scale: float,
+    request: SearchRequest,
+    ef_search: int,
+) -> list[Hit]:
+    """The k videos whose best segment is nearest, each with that segment's time range
+    (and, with segments="all", every segment scoring at least min_score)."""
+    best = segments.best_segments(
+        session=session,
+        collection=collection,
+        query=query,
+        k=request.k,
+        filter=request.filter,
+        ef_search=ef_search,
+    )
+    ids = [b.item_id for b in best]
+    videos = segments.video_rows(session=session, item_ids=ids)
+    listed: dict[int, list[SegmentHit]] = {}
+    if request.segments == "all" and ids:
+        floor = -2.0 if request.min_score is None else request.min_score
+        for item_id, found in segments.all_segments(
+            session=session, collection=collection, query=query, item_ids=ids
+        ).items():
+            listed[item_id] = [
+                SegmentHit(
+                    start_s=s.start_s,
+                    end_s=s.end_s,
+                    keyframe_s=s.keyframe_s,
+                    score=(1.0 - s.distance) * scale,
+                )
+                for s in found
+                if (1.0 - s.distance) * scale >= floor
+            ]
+    return [
+        Hit(
+            item_id=b.item_id,
+            external_id=videos[b.item_id].external_id,
+            score=(1.0 - b.distance) * scale,
+            kind="video",
+            uri=videos[b.item_id].uri,
+            text=None,
+            metadata=videos[b.item_id].metadata,
+            start_s=b.start_s,
+            end_s=b.end_s,
+            keyframe_s=b.keyframe_s,
+            duration_s=videos[b.item_id].duration_s,
+            segments=listed.get(b.item_id),
+        )
+        for b in best
+        if b.item_id in videos
+    ]
 
 
 def _encode_query(

@@ -40,6 +40,7 @@ class ItemRow:
     vector: np.ndarray
     image_vector: np.ndarray | None = None
     text_vector: np.ndarray | None = None
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,16 @@ _UPDATED_COLUMNS = (
     "vector",
     "image_vector",
     "text_vector",
+    "duration_s",
 )
 
 
 def index_name(collection_id: int) -> str:
     return f"items_hnsw_c{int(collection_id)}"
+
+
+def segment_index_name(collection_id: int) -> str:
+    return f"segments_hnsw_c{int(collection_id)}"
 
 
 def get_collection(*, session: Session, name: str) -> Collection:
@@ -109,16 +115,21 @@ def ensure_collection(
         )
         session.add(collection)
         session.flush()
-        # Partial expression index: one HNSW graph per collection over the shared table.
-        # Identifiers and the width are integers we generated, never user input.
-        session.execute(
-            text(
-                f"CREATE INDEX IF NOT EXISTS {index_name(collection.id)} ON items "
-                f"USING hnsw ((vector::vector({int(dim)})) vector_cosine_ops) "
-                f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)}) "
-                f"WHERE collection_id = {int(collection.id)}"
+        # Partial expression indexes: one HNSW graph per collection over each shared table
+        # (items, and video segments). Identifiers and the width are integers we generated,
+        # never user input.
+        for table, name in (
+            ("items", index_name(collection.id)),
+            ("segments", segment_index_name(collection.id)),
+        ):
+            session.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS {name} ON {table} "
+                    f"USING hnsw ((vector::vector({int(dim)})) vector_cosine_ops) "
+                    f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)}) "
+                    f"WHERE collection_id = {int(collection.id)}"
+                )
             )
-        )
     else:
         require_model(collection, model=model, model_version=model_version)
     return collection
@@ -134,7 +145,7 @@ def require_model(collection: Collection, *, model: str, model_version: str) -> 
         )
 
 
-def _check_dim(collection: Collection, vector: np.ndarray) -> None:
+def check_dim(collection: Collection, vector: np.ndarray) -> None:
     if vector.ndim != 1 or vector.shape[0] != collection.dim:
         raise DimensionError(
             f"vector has dimension {vector.shape[-1]}, collection {collection.name!r} "
@@ -147,7 +158,7 @@ def upsert_items(
 ) -> dict[str, int]:
     """Insert or update by `(collection, key)` in one statement; returns key → item id."""
     for row in rows:
-        _check_dim(collection, row.vector)
+        check_dim(collection, row.vector)
     # One statement cannot touch a row twice: the last occurrence of a key wins.
     unique = list({row.key: row for row in rows}.values())
     if not unique:
@@ -168,11 +179,12 @@ def upsert_items(
             "vector": row.vector,
             "image_vector": row.image_vector,
             "text_vector": row.text_vector,
+            "duration_s": row.duration_s,
         }
         for row in unique
     ]
     ids: dict[str, int] = {}
-    # PostgreSQL caps a statement at 65,535 bound parameters: 14 per row.
+    # PostgreSQL caps a statement at 65,535 bound parameters: 15 per row.
     for start in range(0, len(values), UPSERT_ROWS):
         base = insert(Item).values(values[start : start + UPSERT_ROWS])
         updated = {name: base.excluded[name] for name in _UPDATED_COLUMNS}
@@ -207,12 +219,8 @@ def search_items(
     ef_search: int = 100,
 ) -> list[HitRow]:
     """k nearest items by cosine distance on the collection's HNSW index."""
-    _check_dim(collection, query)
-    # SET LOCAL lasts for this transaction only. Iterative scans keep filtered queries from
-    # returning fewer than k hits when the filter rejects most of the first candidates.
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}"))
-    if _has_iterative_scan(session):
-        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    check_dim(collection, query)
+    set_ann_params(session, ef_search=ef_search, k=k)
     stmt = text(search_sql(collection, with_filter=filter is not None)).bindparams(
         bindparam("q", type_=Vector())
     )
@@ -225,6 +233,16 @@ def search_items(
     ]
     # relaxed_order may return neighbours slightly out of order; the contract is sorted.
     return sorted(rows, key=lambda r: r.distance)
+
+
+def set_ann_params(session: Session, *, ef_search: int, k: int) -> None:
+    """HNSW search settings for this transaction only (SET LOCAL). Iterative scans keep
+    filtered queries from returning fewer than k hits when the filter rejects most of the
+    first candidates."""
+    # pgvector accepts ef_search up to 1000; iterative scans go on past it when k is larger.
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {min(1000, max(int(ef_search), int(k)))}"))
+    if _has_iterative_scan(session):
+        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
 
 
 _iterative_scan: dict[str, bool] = {}

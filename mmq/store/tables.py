@@ -6,7 +6,16 @@ from datetime import datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -30,9 +39,10 @@ class Collection(Base):
 
 
 class Item(Base):
-    """One stored image, text or pair, with its search vector.
+    """One stored image, text, pair or video, with its vector.
 
-    `vector` is the vector searched (image, text, or the pair's fused vector). It is an
+    `vector` is the vector searched (image, text, the pair's fused vector, or the video's
+    mean frame vector; videos are searched through their segments). It is an
     untyped `vector` column so that collections of different widths share the table; each
     collection gets its own partial HNSW index over `vector::vector(dim)`.
     """
@@ -56,5 +66,26 @@ class Item(Base):
     vector: Mapped[Any] = mapped_column(Vector())
     image_vector: Mapped[Any | None] = mapped_column(Vector())
     text_vector: Mapped[Any | None] = mapped_column(Vector())
+    duration_s: Mapped[float | None] = mapped_column(Double)  # videos only
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Segment(Base):
+    """A time range of a video item, with the mean vector of its sampled frames.
+
+    `collection_id` repeats the item's so that each collection gets its own partial HNSW
+    index over its segments, as it does over its items.
+    """
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("item_id", "ordinal", name="segments_item_ordinal"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Double)
+    end_s: Mapped[float] = mapped_column(Double)
+    keyframe_s: Mapped[float] = mapped_column(Double)
+    vector: Mapped[Any] = mapped_column(Vector())
