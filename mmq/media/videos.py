@@ -103,7 +103,8 @@ def open_video(source: Path | bytes, *, limits: VideoLimits) -> Iterator[tuple[A
             container = av.open(stream_file, mode="r", options=_OPEN_OPTIONS)
         except av.error.FFmpegError as exc:
             raise MediaError(
-                f"not a supported video (mp4, mov, webm, mkv or avi): {_ffmpeg_reason(exc)}"
+                "not a readable video: not mp4, mov, webm, mkv or avi, or corrupt or truncated "
+                f"(FFmpeg: {_ffmpeg_reason(exc)})"
             ) from None
         with container:
             yield container, _check_header(container, limits)
