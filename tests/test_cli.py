@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from video_files import video_bytes
 
 from mmq.cli.demo import PHOTOS
 
@@ -34,6 +35,7 @@ def folder(photos, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     for name in ("chelsea", "coffee", "rocket", "horse"):
         shutil.copy(photos[name], root / f"{name}.png")
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "clip.mp4").write_bytes(video_bytes(seconds=3, size=(160, 120)))
     with open(root / "captions.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image", "caption"])
@@ -54,8 +56,17 @@ def ingested(folder, workers) -> tuple[str, list[dict]]:  # type: ignore[no-unty
 def test_ingest_wait_json_reports_every_item(ingested) -> None:  # type: ignore[no-untyped-def]
     _, lines = ingested
     by_id = {line["external_id"]: line for line in lines}
-    assert set(by_id) == {"chelsea.png", "coffee.png", "rocket.png", "horse.png", "broken.jpg"}
-    assert all(set(line) == {"source", "external_id", "status", "error"} for line in lines)
+    assert set(by_id) == {
+        "chelsea.png",
+        "coffee.png",
+        "rocket.png",
+        "horse.png",
+        "broken.jpg",
+        "clip.mp4",
+    }
+    video = by_id.pop("clip.mp4")
+    assert all(set(line) == {"source", "external_id", "status", "error"} for line in by_id.values())
+    assert video["status"] == "stored" and video["duration_s"] == 3.0 and video["segments"] >= 1
     assert by_id["broken.jpg"]["status"] == "failed" and by_id["broken.jpg"]["error"]
     assert all(by_id[f"{n}.png"]["status"] == "stored" for n in ("chelsea", "coffee"))
 
@@ -73,6 +84,12 @@ def test_search_json(ingested, folder) -> None:  # type: ignore[no-untyped-def]
         mmq("search", "--collection", name, "--image", str(folder / "rocket.png"), "--json").stdout
     )
     assert by_image[0]["external_id"] == "rocket.png"
+    videos = json.loads(
+        mmq("search", "--collection", name, "--text", "grey", "--targets", "video", "--json").stdout
+    )
+    assert [h["external_id"] for h in videos] == ["clip.mp4"]
+    assert 0.0 <= videos[0]["start_s"] <= videos[0]["keyframe_s"] <= videos[0]["end_s"] <= 3.0
+    assert videos[0]["duration_s"] == 3.0
 
 
 def test_search_text_output_and_failure(ingested) -> None:  # type: ignore[no-untyped-def]
@@ -140,5 +157,9 @@ def test_demo_runs_on_its_own_servers(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     first_cat_hit = lines[lines.index(next(x for x in lines if "'a cat'" in x)) + 1]
     assert "chelsea" in first_cat_hit, out.stdout
+    video_line = next(x for x in lines if x.startswith("text → video: 'a cat'"))
+    video_hit = lines[lines.index(video_line) + 1]
+    start, end = (float(t) for t in video_hit.split()[-1].rstrip("s").split("-"))
+    assert "photos.mp4" in video_hit and abs(start - 7.7) <= 1 and abs(end - 12.7) <= 1, video_hit
     assert "0 failed" in out.stdout
     assert not (tmp_path / "state" / "embedded.json").exists()  # servers stopped

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "downgrade"])
     p.add_argument("revision", nargs="?", default=None, help="default: head / base")
 
-    p = sub.add_parser("ingest", help="enqueue images (files or folders) into a collection")
+    p = sub.add_parser("ingest", help="enqueue images and videos (files or folders)")
     p.add_argument("paths", nargs="+")
     p.add_argument("--collection", required=True)
     p.add_argument("--captions", help="CSV with columns image,caption: stored as image+text pairs")
@@ -34,9 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text")
     p.add_argument("--image")
     p.add_argument("--weights", help="composed query weights, e.g. image=0.3,text=0.7")
-    p.add_argument("--targets", default="image,text,pair", help="item kinds to return")
+    p.add_argument(
+        "--targets", default="image,text,pair,video", help="item kinds to return (comma-separated)"
+    )
     p.add_argument("--filter", help='metadata containment as JSON, e.g. {"split": "dev"}')
     p.add_argument("-k", type=int, default=10)
+    p.add_argument(
+        "--segments",
+        choices=["best", "all"],
+        default="best",
+        help="video hits: the best segment only, or every segment scoring at least --min-score",
+    )
+    p.add_argument("--min-score", type=float, help="drop hits (and segments) scoring less")
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from mmq.client import Client, Job, JobFailed
 from mmq.config import get_settings
-from mmq.schemas import IngestResult, SearchResult
+from mmq.schemas import Hit, IngestResult, SearchResult
 
 
 def db(args: argparse.Namespace) -> int:
@@ -25,37 +25,42 @@ def db(args: argparse.Namespace) -> int:
 
 
 def ingest(args: argparse.Namespace) -> int:
-    from mmq.cli.sources import image_items, read_captions
+    from mmq.cli.sources import file_items, read_captions
 
     captions = read_captions(args.captions) if args.captions else None
-    items = image_items(args.paths, captions)
+    items = file_items(args.paths, captions)
     if not items:
-        print("no images found", file=sys.stderr)
+        print("no images or videos found", file=sys.stderr)
         return 1
     client = Client()
+    t0 = time.monotonic()
     job = client.ingest(items, collection=args.collection, fusion=args.fusion)
     if not args.wait:
         print(job.id)
         return 0
     wait_with_progress(job, args.timeout, quiet=args.json)
     result = job.result(timeout=args.timeout)
+    seconds = time.monotonic() - t0
     assert isinstance(result, IngestResult)
     for item in result.items:
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "source": item.source,
-                        "external_id": item.external_id,
-                        "status": item.status,
-                        "error": item.error,
-                    }
-                )
-            )
+            line = {k: getattr(item, k) for k in ("source", "external_id", "status", "error")}
+            if item.duration_s is not None:
+                line |= {"duration_s": item.duration_s, "segments": item.segments}
+            print(json.dumps(line))
         elif item.status == "failed":
             print(f"failed: {item.source}: {item.error}", file=sys.stderr)
     if not args.json:
-        print(f"{result.stored} stored, {result.failed} failed in collection {args.collection!r}")
+        print(
+            f"{result.stored} stored, {result.failed} failed in collection {args.collection!r} "
+            f"in {seconds:.1f}s"
+        )
+        video_s = sum(i.duration_s or 0.0 for i in result.items)
+        if video_s:
+            print(
+                f"videos: {video_s:.1f}s of video indexed, {video_s / seconds:.1f}s of video "
+                "per second of wall time"
+            )
     return 0 if result.failed == 0 else 2
 
 
@@ -84,6 +89,8 @@ def search(args: argparse.Namespace) -> int:
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],  # type: ignore[misc]
         k=args.k,
         filter=json.loads(args.filter) if args.filter else None,
+        segments=args.segments,
+        min_score=args.min_score,
     )
     try:
         result = job.result(timeout=args.timeout)
@@ -99,19 +106,33 @@ def search(args: argparse.Namespace) -> int:
     return 0
 
 
-def hit_json(hit: Any) -> dict[str, Any]:
-    return {
+def hit_json(hit: Hit) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "external_id": hit.external_id,
         "kind": hit.kind,
         "score": round(hit.score, 4),
         "source": hit.uri or hit.text,
         "metadata": hit.metadata,
     }
+    if hit.kind == "video":
+        out |= {
+            "start_s": hit.start_s,
+            "end_s": hit.end_s,
+            "keyframe_s": hit.keyframe_s,
+            "duration_s": hit.duration_s,
+        }
+        if hit.segments is not None:
+            out["segments"] = [s.model_dump() | {"score": round(s.score, 4)} for s in hit.segments]
+    return out
 
 
 def print_hits(hits: list[dict[str, Any]]) -> None:
     for rank, h in enumerate(hits, 1):
-        print(f"  {rank:2d}. {h['score']:.3f}  {h['kind']:5s}  {h['external_id'] or h['source']}")
+        name = h["external_id"] or h["source"]
+        moment = f"  {h['start_s']:.1f}-{h['end_s']:.1f}s" if h["kind"] == "video" else ""
+        print(f"  {rank:2d}. {h['score']:.3f}  {h['kind']:5s}  {name}{moment}")
+        for seg in h.get("segments") or []:
+            print(f"          {seg['score']:.3f}  {seg['start_s']:.1f}-{seg['end_s']:.1f}s")
 
 
 def _parse_weights(raw: str | None) -> dict[str, float] | None:

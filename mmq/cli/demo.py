@@ -1,4 +1,5 @@
-"""`mmq demo`: servers, migrations, two workers, the scikit-image photos, four kinds of query."""
+"""`mmq demo`: servers, migrations, two workers, the scikit-image photos and a video made of
+them; every kind of query, including text→video moments."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 from mmq.cli.commands import hit_json, print_hits
+from mmq.cli.demo_video import write_demo_video
 from mmq.cli.spawn import running_workers
 from mmq.client import Client
 from mmq.config import get_settings
@@ -58,6 +60,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"servers ready and schema migrated in {time.monotonic() - t0:.1f}s")
     client = Client(settings, urls)
     photos = write_photos(settings.state_dir / "demo-photos")
+    video = settings.state_dir / "demo-video" / "photos.mp4"
+    shots = write_demo_video(video, photos)
+    cat = next(shot for shot in shots if shot.photo == "chelsea")
     with running_workers(client.app, log_dir=settings.state_dir / "logs"):
         print(f"workers up (ingest, search) after {time.monotonic() - t0:.1f}s")
         items = [
@@ -67,12 +72,18 @@ def run_demo(args: argparse.Namespace) -> int:
             IngestItem(text=caption, external_id=f"caption:{name}")
             for name, caption in PHOTOS.items()
         ]
+        items.append(IngestItem(video_path=str(video), external_id="photos.mp4"))
         t1 = time.monotonic()
         result = client.ingest(items, collection=args.collection).result(timeout=600)
         assert isinstance(result, IngestResult)
         print(
-            f"\ningested {result.stored} items ({len(photos)} photos, {len(PHOTOS)} captions) "
-            f"in {time.monotonic() - t1:.1f}s; {result.failed} failed"
+            f"\ningested {result.stored} items ({len(photos)} photos, {len(PHOTOS)} captions, "
+            f"1 video of {shots[-1].end_s:.0f}s) in {time.monotonic() - t1:.1f}s; "
+            f"{result.failed} failed"
+        )
+        print(
+            "the video shows, in order: "
+            + ", ".join(f"{s.photo} {s.start_s:.1f}-{s.end_s:.1f}s" for s in shots)
         )
         for err in (i for i in result.items if i.status == "failed"):
             print(f"  failed: {err.source}: {err.error}")
@@ -89,6 +100,15 @@ def run_demo(args: argparse.Namespace) -> int:
                     targets=["image"],
                     weights={"image": 0.5, "text": 0.5},
                 ),
+            ),
+            (
+                f"text → video: 'a cat' (the cat is on screen {cat.start_s:.1f}-{cat.end_s:.1f}s)",
+                dict(text="a cat", targets=["video"]),
+            ),
+            ("image → video: the cat photo", dict(image=photos["chelsea"], targets=["video"])),
+            (
+                "text → anything: 'a cat' over images, captions and the video",
+                dict(text="a cat"),
             ),
         ]
         for title, query in queries:

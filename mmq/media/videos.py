@@ -203,9 +203,9 @@ def sample_frames(
             if reached_end:
                 break
     except av.error.FFmpegError as exc:
-        raise MediaError(f"corrupt video: {_ffmpeg_reason(exc)}") from None
+        raise MediaError(f"truncated or corrupt video (FFmpeg: {_ffmpeg_reason(exc)})") from None
     if stats.decoded_frames == 0:
-        raise MediaError("corrupt or truncated video: no frame could be decoded")
+        raise MediaError("truncated or corrupt video: no frame could be decoded")
     declared = info.declared_duration_s
     if declared is not None and stats.last_time_s + _TRUNCATION_SLACK_S < 0.9 * declared:
         raise MediaError(

@@ -1,0 +1,39 @@
+"""Real clips (../shared/data/videos, skipped when absent): each clip's name, as a text query,
+ranks that clip in the top 2 of the 4."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mmq.schemas import IngestItem
+
+pytestmark = pytest.mark.slow
+
+CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+
+
+def query_for(path: Path) -> str:
+    """`skateboarding_dog.mp4` → "skateboarding dog"; `IronMan.mp4` → "Iron Man"."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", path.stem).replace("_", " ")
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason=f"{CLIPS} is absent")
+def test_each_clip_name_finds_its_clip(client, workers) -> None:  # type: ignore[no-untyped-def]
+    clips = sorted(CLIPS.glob("*.mp4"))
+    assert len(clips) == 4
+    items = [IngestItem(video_path=str(p), external_id=p.name) for p in clips]
+    result = client.ingest(items, collection=f"clips-{uuid.uuid4().hex[:8]}").result(timeout=600)
+    assert result.failed == 0, [i.error for i in result.items if i.error]
+    ranks = {}
+    for clip in clips:
+        found = client.search(
+            collection=result.collection, text=query_for(clip), targets=["video"], k=4
+        ).result(timeout=60)
+        names = [h.external_id for h in found.hits]
+        ranks[query_for(clip)] = names.index(clip.name) + 1
+    print(f"\nrank of each clip for its own name: {ranks}")
+    assert all(rank <= 2 for rank in ranks.values()), ranks
