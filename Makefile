@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
 
-.PHONY: install demo test lint eval clean
+.PHONY: install demo test lint eval bench-video clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,14 @@ test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check mmq workers tests migrations
+	$(VENV)/bin/ruff check mmq workers tests migrations benchmarks
 	$(VENV)/bin/mypy mmq workers
 
 eval: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq eval --images $(FLICKR)/images --captions $(FLICKR)/captions.csv
+
+bench-video: install
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/video_ingest.py
 
 clean:
 	rm -rf .mmq

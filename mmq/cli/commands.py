@@ -127,6 +127,8 @@ def hit_json(hit: Hit) -> dict[str, Any]:
 
 
 def print_hits(hits: list[dict[str, Any]]) -> None:
+    if not hits:
+        print("  no hits")
     for rank, h in enumerate(hits, 1):
         name = h["external_id"] or h["source"]
         moment = f"  {h['start_s']:.1f}-{h['end_s']:.1f}s" if h["kind"] == "video" else ""
