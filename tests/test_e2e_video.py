@@ -159,3 +159,28 @@ def test_the_segment_query_uses_the_hnsw_index(mixed, db_session) -> None:  # ty
     )
     assert f"Index Scan using {repository.segment_index_name(collection.id)}" in plan, plan
     db_session.rollback()
+
+
+def test_a_video_reingested_as_an_image_loses_its_segments(client, workers, photos) -> None:  # type: ignore[no-untyped-def]
+    from video_files import video_bytes
+
+    name = f"video-kind-{uuid.uuid4().hex[:8]}"
+    video = IngestItem(video_bytes=video_bytes(seconds=2), external_id="x")
+    assert client.ingest([video], collection=name).result(120).items[0].status == "stored"
+    image = IngestItem(image_path=str(photos["coins"]), external_id="x")
+    assert client.ingest([image], collection=name).result(120).items[0].status == "stored"
+    hits = client.search(collection=name, text="coins", k=5).result(60).hits
+    assert [(h.external_id, h.kind) for h in hits] == [("x", "image")]
+
+
+def test_videos_in_a_concat_collection(client, workers, assembled) -> None:  # type: ignore[no-untyped-def]
+    # Frames fill both slots of a concat vector, like any single-modality item.
+    video, shots = assembled
+    name = f"video-concat-{uuid.uuid4().hex[:8]}"
+    item = IngestItem(video_path=str(video), external_id="photos.mp4")
+    stored = client.ingest([item], collection=name, fusion="concat").result(300)
+    assert stored.items[0].segments == len(shots)
+    hit = client.search(collection=name, text="a cat", targets=["video"]).result(60).hits[0]
+    cat = chelsea_shot(shots)
+    assert abs(hit.start_s - cat.start_s) <= SAMPLE_INTERVAL_S
+    assert abs(hit.end_s - cat.end_s) <= SAMPLE_INTERVAL_S

@@ -1,4 +1,9 @@
-"""The per-collection HNSW index is used, and agrees with exact search at default ef_search."""
+"""The per-collection HNSW index is used, and its recall against exact search is measured.
+
+The data is the hardest case (uniform random unit vectors), so the figures are a floor:
+real embeddings cluster and are easier. The recall test checks the plan it measures, since
+a planner that falls back to an exact scan would report a perfect recall for the wrong
+reason."""
 
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ def big(urls):  # type: ignore[no-untyped-def]
     session.commit()
     print(f"\ninserted {N} rows with HNSW maintenance in {time.monotonic() - t0:.1f}s")
     session.execute(text("ANALYZE items"))
+    session.commit()  # statistics rolled back with a test's transaction would be lost
     yield session, collection, data, queries, ids
     session.close()
     engine.dispose()
@@ -81,17 +87,37 @@ def test_recall_at_10_against_exact_search(big) -> None:  # type: ignore[no-unty
     session, collection, data, queries, ids = big
     exact = np.argsort(-(queries @ data.T), axis=1)[:, :K]
     id_of = np.array([ids[f"ext:{i}"] for i in range(N)])
-    ef = Settings().ef_search
-    recalls = []
-    for q, truth in zip(queries, exact, strict=True):
-        hits = repository.search_items(
-            session=session, collection=collection, query=q, kinds=["image"], k=K, ef_search=ef
-        )
+    default = Settings().ef_search
+    # With a large ef_search, the planner rightly prefers an exact scan and sort of 10k rows;
+    # to measure the index, take that choice away (for this connection, until reset).
+    session.execute(text("SET enable_sort = off"))
+    session.commit()
+    recall = {}
+    for ef in sorted({default, 400}):
+        repository.set_ann_params(session, ef_search=ef, k=K)
+        plan = explain(session, collection, queries[0])
+        assert f"Index Scan using {repository.index_name(collection.id)}" in plan, plan
         session.rollback()
-        recalls.append(len({h.item_id for h in hits} & set(id_of[truth].tolist())) / K)
-    recall = float(np.mean(recalls))
-    print(f"\nrecall@{K} at ef_search={ef} on {N} uniform random {DIM}-d vectors: {recall:.3f}")
-    assert recall >= 0.95
+        found = []
+        for q, truth in zip(queries, exact, strict=True):
+            hits = repository.search_items(
+                session=session, collection=collection, query=q, kinds=["image"], k=K, ef_search=ef
+            )
+            session.rollback()
+            found.append(len({h.item_id for h in hits} & set(id_of[truth].tolist())) / K)
+        recall[ef] = float(np.mean(found))
+        print(f"\nrecall@{K}, ef_search={ef}, {N} uniform {DIM}-d vectors: {recall[ef]:.3f}")
+    session.execute(text("RESET enable_sort"))
+    session.commit()
+    # Measured here: 0.585 at the default 100 and 0.942 at 400 (m=16, ef_construction=64).
+    assert recall[default] >= 0.5
+    assert recall[400] >= 0.9 and recall[400] > recall[default]
+
+
+def explain(session, collection, query: np.ndarray) -> str:  # type: ignore[no-untyped-def]
+    sql = repository.search_sql(collection, with_filter=False)
+    params = {"q": str(query.tolist()), "kinds": ["image"], "k": K}
+    return "\n".join(r[0] for r in session.execute(text("EXPLAIN " + sql), params))
 
 
 def test_filtered_search_still_returns_k(big) -> None:  # type: ignore[no-untyped-def]

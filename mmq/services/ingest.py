@@ -24,7 +24,7 @@ from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIng
 from mmq.services.vectors import item_vector
 from mmq.services.video import IndexedVideo, index_video
 from mmq.store import repository
-from mmq.store.segments import SegmentRow, replace_segments
+from mmq.store.segments import SegmentRow, drop_segments, replace_segments
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,11 @@ def ingest(
     rows.extend((index, item, _video_row(item, video, fusion)) for index, item, video in indexed)
     ids = repository.upsert_items(
         session=session, collection=collection, rows=[row for _, _, row in rows]
+    )
+    # An external id re-ingested as an image or text may have been a video before.
+    drop_segments(
+        session=session,
+        item_ids=[ids[row.key] for _, item, row in rows if not item.is_video],
     )
     for _, item, video in indexed:
         segments = [

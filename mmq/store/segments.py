@@ -73,6 +73,12 @@ def replace_segments(
         )
 
 
+def drop_segments(*, session: Session, item_ids: Sequence[int]) -> None:
+    """Forget the segments of items that are no longer videos (re-ingested as another kind)."""
+    if item_ids:
+        session.execute(delete(Segment).where(Segment.item_id.in_(list(item_ids))))
+
+
 def segment_search_sql(collection: Collection, *, with_filter: bool) -> str:
     """Nearest segments. The ORDER BY matches the collection's segment index expression."""
     dim, cid = int(collection.dim), int(collection.id)
