@@ -57,3 +57,15 @@ def test_clip_worker_ingests_and_searches(clip_client, photos, db_session) -> No
     assert hits[0].external_id == "rocket" and hits[0].score == pytest.approx(1.0, abs=1e-3)
     text_hits = client.search(collection=name, text="a rocket", targets=["text"]).result(60).hits
     assert text_hits[0].external_id == "caption"
+
+
+def test_clip_worker_indexes_a_video(clip_client) -> None:  # type: ignore[no-untyped-def]
+    from video_files import video_bytes
+
+    client, _ = clip_client
+    name = f"clip-video-{uuid.uuid4().hex[:8]}"
+    item = IngestItem(video_bytes=video_bytes(seconds=3, size=(160, 120)), external_id="clip")
+    stored = client.ingest([item], collection=name).result(timeout=300).items[0]
+    assert stored.status == "stored" and stored.duration_s == 3.0 and stored.segments
+    hit = client.search(collection=name, text="grey", targets=["video"]).result(60).hits[0]
+    assert hit.external_id == "clip" and 0.0 <= hit.start_s < hit.end_s <= 3.0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from video_files import huge_frame_video, video_bytes, video_with_times
 
 from mmq.media import MediaError
@@ -37,7 +39,13 @@ def sample(
 
 @pytest.mark.parametrize(
     ("fmt", "codec"),
-    [("mp4", "libx264"), ("webm", "libvpx-vp9"), ("avi", "mpeg4"), ("matroska", "libx264")],
+    [
+        ("mp4", "libx264"),
+        ("mov", "libx264"),
+        ("webm", "libvpx-vp9"),
+        ("avi", "mpeg4"),
+        ("matroska", "libx264"),
+    ],
 )
 def test_each_container_samples_one_frame_per_second(fmt: str, codec: str) -> None:
     times, sizes, stats = sample(video_bytes(seconds=4, fps=10, fmt=fmt, codec=codec))
@@ -91,7 +99,13 @@ def test_bad_videos_are_refused_with_a_reason(tmp_path: Path) -> None:
     assert "not a readable video" in refusal(good[: len(good) // 2])  # index (moov) lost
     assert "truncated" in refusal(faststart[: len(faststart) // 2])  # index kept, data lost
     assert "not a readable video" in refusal(text_file)
-    assert "not a readable video" in refusal(playlist)  # the HLS demuxer is not allowed
+    assert "not a readable video" in refusal(playlist)
+    # Demuxers outside mp4/mkv/webm/avi are never used: FFmpeg alone would open a PNG as
+    # a one-frame video, and an ffconcat script would read the files it names.
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(png, format="PNG")
+    assert "not a readable video" in refusal(png.getvalue())
+    assert "not a readable video" in refusal(b"ffconcat version 1.0\nfile /etc/hostname\n")
     assert "not a readable video" in refusal(b"\x00" * 1000)
     with pytest.raises(MediaError, match="empty"):
         check_video_bytes(b"", max_bytes=100)
