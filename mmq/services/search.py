@@ -7,6 +7,7 @@ ranked by their best segment. Both are cosines in one space, so they merge by sc
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -45,36 +46,9 @@ def search(
     hits: list[Hit] = []
     item_kinds = [kind for kind in request.targets if kind != "video"]
     if item_kinds:
-        rows = repository.search_items(
-            session=session,
-            collection=collection,
-            query=query,
-            kinds=item_kinds,
-            k=request.k,
-            filter=request.filter,
-            ef_search=ef_search,
-        )
-        hits = [
-            Hit(
-                item_id=r.item_id,
-                external_id=r.external_id,
-                score=(1.0 - r.distance) * scale,
-                kind=r.kind,  # type: ignore[arg-type]
-                uri=r.uri,
-                text=r.text,
-                metadata=r.metadata,
-            )
-            for r in rows
-        ]
+        hits += item_hits(session, collection, query, scale, request, item_kinds, ef_search)
     if "video" in request.targets:
-        hits += video_hits(
-            session=session,
-            collection=collection,
-            query=query,
-            scale=scale,
-            request=request,
-            ef_search=ef_search,
-        )
+        hits += video_hits(session, collection, query, scale, request, ef_search)
     session.commit()
     t2 = time.perf_counter()
     if request.min_score is not None:
@@ -87,8 +61,40 @@ def search(
     )
 
 
+def item_hits(
+    session: Session,
+    collection: Collection,
+    query: np.ndarray,
+    scale: float,
+    request: SearchRequest,
+    kinds: Sequence[str],
+    ef_search: int,
+) -> list[Hit]:
+    """The k nearest images, texts and pairs on the collection's items index."""
+    rows = repository.search_items(
+        session=session,
+        collection=collection,
+        query=query,
+        kinds=kinds,
+        k=request.k,
+        filter=request.filter,
+        ef_search=ef_search,
+    )
+    return [
+        Hit(
+            item_id=r.item_id,
+            external_id=r.external_id,
+            score=(1.0 - r.distance) * scale,
+            kind=r.kind,  # type: ignore[arg-type]
+            uri=r.uri,
+            text=r.text,
+            metadata=r.metadata,
+        )
+        for r in rows
+    ]
+
+
 def video_hits(
-    *,
     session: Session,
     collection: Collection,
     query: np.ndarray,
@@ -110,11 +116,12 @@ def video_hits(
     videos = segments.video_rows(session=session, item_ids=ids)
     listed: dict[int, list[SegmentHit]] = {}
     if request.segments == "all" and ids:
-        floor = -2.0 if request.min_score is None else request.min_score
-        for item_id, found in segments.all_segments(
+        floor = -np.inf if request.min_score is None else request.min_score
+        scored = segments.all_segments(
             session=session, collection=collection, query=query, item_ids=ids
-        ).items():
-            listed[item_id] = [
+        )
+        for item_id, found in scored.items():
+            hits = [
                 SegmentHit(
                     start_s=s.start_s,
                     end_s=s.end_s,
@@ -122,8 +129,8 @@ def video_hits(
                     score=(1.0 - s.distance) * scale,
                 )
                 for s in found
-                if (1.0 - s.distance) * scale >= floor
             ]
+            listed[item_id] = [h for h in hits if h.score >= floor]
     return [
         Hit(
             item_id=b.item_id,
