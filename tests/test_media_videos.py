@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
-from video_files import huge_frame_video, video_bytes, video_with_times
+from video_files import huge_frame_video, rotated_video, video_bytes, video_with_times
 
 from mmq.media import MediaError
 from mmq.media.videos import (
@@ -63,6 +64,18 @@ def test_frames_are_never_upscaled() -> None:
     limits = VideoLimits(10_000_000, 3600, 10_000, 10**8, frame_short_side=480)
     _, sizes, _ = sample(video_bytes(seconds=1, size=(64, 48)), limits=limits)
     assert sizes == [(64, 48)]
+
+
+def test_display_rotation_is_applied() -> None:
+    limits = VideoLimits(10_000_000, 3600, 10_000, 10**8, frame_short_side=480)
+    for degrees, white_half in ((90, "bottom"), (-90, "top")):
+        stats = DecodeStats()
+        with open_video(rotated_video(degrees), limits=limits) as (container, info):
+            frame = next(sample_frames(container, info, fps=1, limits=limits, stats=stats))
+        pixels = np.asarray(frame.image.convert("L"), dtype=float)
+        assert pixels.shape == (64, 32)  # upright: portrait
+        top, bottom = pixels[:32].mean(), pixels[32:].mean()
+        assert (bottom > 200 and top < 50) if white_half == "bottom" else (top > 200), degrees
 
 
 def test_sparse_sampling_seeks_instead_of_decoding_every_frame() -> None:

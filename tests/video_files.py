@@ -54,6 +54,24 @@ def _write(
             container.mux(packet)
 
 
+def rotated_video(degrees: int) -> bytes:
+    """64x32 frames, left half white, with a display rotation (as phones write portrait)."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height = 64, 32
+        stream.pix_fmt = "yuv420p"
+        stream.set_display_rotation(degrees)
+        pixels = np.zeros((32, 64, 3), np.uint8)
+        pixels[:, :32] = 255
+        for _ in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
 def video_with_times(times_s: list[float], *, fmt: str = "mp4", live: bool = False) -> bytes:
     """One tiny frame at each given time: a small file can declare a long duration.
     `live` Matroska, as a stream recorder writes it, declares no duration at all."""

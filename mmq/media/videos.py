@@ -232,7 +232,11 @@ def _downscaled(frame: Any, short_side: int) -> Image.Image:
     scale = min(1.0, short_side / max(1, min(width, height)))
     # swscale resizes and converts to RGB in one pass; the full-size RGB frame never exists.
     image = frame.to_image(width=max(1, round(width * scale)), height=max(1, round(height * scale)))
-    return image if image.mode == "RGB" else image.convert("RGB")
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    # Phones store portrait video as landscape frames plus a display rotation: show it upright
+    # (the counter-clockwise angle of the display matrix, as PIL's rotate takes it).
+    rotation = round(frame.rotation or 0) % 360
+    return image.rotate(rotation, expand=True) if rotation else image
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
