@@ -184,3 +184,13 @@ def test_videos_in_a_concat_collection(client, workers, assembled) -> None:  # t
     cat = chelsea_shot(shots)
     assert abs(hit.start_s - cat.start_s) <= SAMPLE_INTERVAL_S
     assert abs(hit.end_s - cat.end_s) <= SAMPLE_INTERVAL_S
+
+
+def test_the_same_video_without_an_id_is_stored_once(client, workers) -> None:  # type: ignore[no-untyped-def]
+    from video_files import video_bytes
+
+    name = f"video-hash-{uuid.uuid4().hex[:8]}"
+    data = video_bytes(seconds=2)
+    first = client.ingest([IngestItem(video_bytes=data)], collection=name).result(120).items[0]
+    again = client.ingest([IngestItem(video_bytes=data)], collection=name).result(120).items[0]
+    assert first.status == again.status == "stored" and first.item_id == again.item_id
