@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="start an ingest and a search worker for the run (default) or use running ones",
     )
+
+    from mmq.cli.train import add_arguments
+
+    add_arguments(sub.add_parser("train", help="fit an image→text alignment head for lite"))
     return parser
 
 
@@ -81,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mmq.cli.demo import run_demo
 
         return run_demo(args)
+    if args.command == "train":
+        from mmq.cli.train import run_train
+
+        return run_train(args)
     if args.command == "eval":
         from mmq.cli.evaluate import run_eval
 

@@ -10,7 +10,12 @@ __all__ = ["Encoder", "EncoderError", "UnknownModelError", "get_encoder"]
 
 
 def get_encoder(name: str, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
-    """`lite` (offline default) or `clip:<hf-name-or-path>`. Unknown names raise; not loaded yet."""
+    """`lite` (offline default), `lite+head:<dir>` (lite with a head from `mmq train`) or
+    `clip:<hf-name-or-path>`. Unknown names raise; not loaded yet."""
+    if name.startswith("lite+head:") and len(name) > len("lite+head:"):
+        from mmq.encoders.lite_head import LiteHeadEncoder
+
+        return LiteHeadEncoder(name.removeprefix("lite+head:"), device=device, cache_dir=cache_dir)
     if name == "lite":
         from mmq.encoders.lite import LiteEncoder
 
@@ -19,4 +24,6 @@ def get_encoder(name: str, device: str = "auto", cache_dir: Path | None = None) 
         from mmq.encoders.clip import ClipEncoder
 
         return ClipEncoder(name.removeprefix("clip:"), device=device)
-    raise UnknownModelError(f"unknown model {name!r}: use 'lite' or 'clip:<hf-name-or-path>'")
+    raise UnknownModelError(
+        f"unknown model {name!r}: use 'lite', 'lite+head:<dir>' or 'clip:<hf-name-or-path>'"
+    )

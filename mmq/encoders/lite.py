@@ -106,16 +106,31 @@ class LiteEncoder(Encoder):
 
     def image_probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """ImageNet class probabilities `(n, 1000)` from EfficientNet-Lite0."""
+        return self._image_forward(images)[1]
+
+    def image_features(self, images: list[Image.Image]) -> np.ndarray:
+        """`(n, 1280 + 384)`: EfficientNet-Lite0's pooled features, then the unit ConSE
+        vector. What a learned alignment head maps into the text space."""
+        self.load()
+        pooled, probs = self._image_forward(images)
+        return np.concatenate([pooled, l2_normalize(self._conse(probs))], axis=1)
+
+    def _image_forward(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled features `(n, 1280)`, class probabilities `(n, 1000)`) in one pass."""
         import torch
 
+        model = self._image_model
         batch = self.image_tensor(images).to(self.device, self._dtype)  # type: ignore[attr-defined]
         with torch.inference_mode():
-            logits = self._image_model(batch).float()
-        return torch.softmax(logits, dim=-1).cpu().numpy()
+            pooled = model._avg_pooling(model.extract_features(batch)).flatten(1)
+            logits = model._fc(pooled).float()
+        return pooled.float().cpu().numpy(), torch.softmax(logits, dim=-1).cpu().numpy()
 
-    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        probs = self.image_probabilities(images)
+    def _conse(self, probs: np.ndarray) -> np.ndarray:
         top = np.argpartition(-probs, TOP_K, axis=1)[:, :TOP_K]
         weights = np.take_along_axis(probs, top, axis=1)
         # ConSE: convex combination of the top-k label embeddings.
         return np.einsum("nk,nkd->nd", weights, self._label_vectors[top])
+
+    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self._conse(self.image_probabilities(images))

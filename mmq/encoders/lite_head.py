@@ -1,0 +1,39 @@
+"""`lite+head:<dir>`: the lite towers with a trained alignment head on the image side.
+
+Texts are encoded exactly as by `lite`; images go through `[pooled ; ConSE] → head`. The
+head's content hash is part of the version, so vectors from two heads never share an index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mmq.encoders.base import EncoderError
+from mmq.encoders.lite import LiteEncoder
+
+
+class LiteHeadEncoder(LiteEncoder):
+    def __init__(self, head_dir: str, device: str = "auto", cache_dir: Path | None = None) -> None:
+        super().__init__(device=device, cache_dir=cache_dir)
+        self.head_dir = Path(head_dir)
+        self.name = f"lite+head:{head_dir}"
+
+    def _load(self) -> None:
+        from mmq.encoders.alignment_head import head_hash, load_head
+
+        if not (self.head_dir / "head.safetensors").is_file():
+            raise EncoderError(f"no trained head in {self.head_dir} (run `mmq train`)")
+        super()._load()
+        self._head, self.card = load_head(self.head_dir)
+        self._head.to(self.device)
+        self.version = f"{self.version}+head-{head_hash(self.head_dir)}"
+
+    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        import torch
+
+        features = torch.from_numpy(self.image_features(images)).to(self.device)
+        with torch.inference_mode():
+            return self._head(features).float().cpu().numpy()

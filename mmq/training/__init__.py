@@ -1,0 +1,1 @@
+"""`mmq train`: fit an alignment head on image–caption pairs with the towers frozen."""

@@ -1,0 +1,142 @@
+"""Symmetric InfoNCE on (image, caption) pairs, early-stopped on images held out.
+
+Several captions of one image in a batch would be false negatives of each other, so a batch
+holds distinct images, each with one of its captions drawn at random.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mmq.encoders.alignment_head import AlignmentHead
+from mmq.training.config import TrainConfig
+
+KS = (1, 5, 10)
+
+
+@dataclass
+class Pairs:
+    """Features of images and captions, and which image each caption describes."""
+
+    images: np.ndarray  # (n_images, pooled + text_dim)
+    texts: np.ndarray  # (n_captions, text_dim), unit rows
+    caption_image: np.ndarray  # (n_captions,) index into images
+
+
+@dataclass
+class TrainResult:
+    head: AlignmentHead
+    config: TrainConfig
+    best_step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def best(self) -> dict[str, float]:
+        return next(h for h in self.history if h["step"] == self.best_step)
+
+    def card(self) -> dict[str, object]:
+        return {"config": asdict(self.config), "best_step": self.best_step, "history": self.history}
+
+
+def split_by_image(n_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) image indices: every caption of an image stays on its side."""
+    order = np.random.default_rng(seed).permutation(n_images)
+    n_val = max(1, round(n_images * val_fraction)) if val_fraction > 0 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -> TrainResult:
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    text_dim = pairs.texts.shape[1]
+    head = AlignmentHead(pairs.images.shape[1] - text_dim, text_dim, kind=config.kind)
+    images = torch.from_numpy(pairs.images).float()
+    texts = torch.from_numpy(pairs.texts).float()
+    head.fit_standardisation(images[torch.from_numpy(train), : head.pooled_dim])
+    head.set_dropout(config.dropout)
+    log_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / config.temperature)))
+    params = [{"params": head.parameters(), "weight_decay": config.weight_decay}]
+    if config.learn_temperature:
+        params.append({"params": [log_scale], "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    captions_of = _captions_of(pairs.caption_image, len(pairs.images))
+    result = TrainResult(head, config, best_step=0)
+    result.history.append(evaluate(head, pairs, val, log_scale, step=0))
+    best_score, stale = _score(result.history[-1]), 0
+    best_state = {k: v.clone() for k, v in head.state_dict().items()}
+    for step in range(1, config.steps + 1):
+        head.train()
+        batch = rng.choice(train, size=min(config.batch_size, len(train)), replace=False)
+        caption = np.array([rng.choice(captions_of[i]) for i in batch])
+        img = F.normalize(head(images[torch.from_numpy(batch)]), dim=-1)
+        txt = texts[torch.from_numpy(caption)]
+        logits = log_scale.clamp(max=math.log(100.0)).exp() * img @ txt.T
+        target = torch.arange(len(batch))
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % config.eval_every == 0 or step == config.steps:
+            metrics = evaluate(head, pairs, val, log_scale, step=step)
+            metrics["train_loss"] = float(loss.detach())
+            result.history.append(metrics)
+            if _score(metrics) > best_score:
+                best_score, stale, result.best_step = _score(metrics), 0, step
+                best_state = {k: v.clone() for k, v in head.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+    head.load_state_dict(best_state)
+    head.set_dropout(0.0)
+    return result
+
+
+def _score(metrics: dict[str, float]) -> float:
+    return metrics["t2i_r10"] + metrics["i2t_r10"]
+
+
+def _captions_of(caption_image: np.ndarray, n_images: int) -> list[np.ndarray]:
+    order = np.argsort(caption_image, kind="stable")
+    bounds = np.searchsorted(caption_image[order], np.arange(n_images + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n_images)]
+
+
+@torch.no_grad()
+def evaluate(
+    head: AlignmentHead, pairs: Pairs, val: np.ndarray, log_scale: torch.Tensor, *, step: int
+) -> dict[str, float]:
+    """Validation loss (captions → their image among the held-out images) and recalls."""
+    head.eval()
+    image_vectors = F.normalize(head(torch.from_numpy(pairs.images[val]).float()), dim=-1)
+    keep = np.isin(pairs.caption_image, val)
+    texts = torch.from_numpy(pairs.texts[keep]).float()
+    position = {int(image): i for i, image in enumerate(val)}
+    truth = torch.tensor([position[int(i)] for i in pairs.caption_image[keep]])
+    sims = texts @ image_vectors.T  # (captions, images)
+    loss = F.cross_entropy(log_scale.exp() * sims, truth)
+    out = {"step": float(step), "val_loss": float(loss)}
+    out.update(recalls(sims.numpy(), truth.numpy()))
+    return out
+
+
+def recalls(sims: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Recall@k in percent both ways, from caption × image similarities."""
+    t2i_rank = (sims > sims[np.arange(len(truth)), truth][:, None]).sum(1)
+    # image → text: the rank of the best of the image's own captions.
+    i2t_rank = np.full(sims.shape[1], sims.shape[0])
+    for image in range(sims.shape[1]):
+        column = sims[:, image]
+        own = np.flatnonzero(truth == image)
+        if len(own):
+            i2t_rank[image] = (column > column[own].max()).sum()
+    out = {}
+    for k in KS:
+        out[f"t2i_r{k}"] = round(100.0 * float(np.mean(t2i_rank < k)), 2)
+        out[f"i2t_r{k}"] = round(100.0 * float(np.mean(i2t_rank < k)), 2)
+    return out
