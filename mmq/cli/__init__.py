@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions", required=True)
     p.add_argument("--collection", default="eval")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--only", help="a file of image names to use (e.g. a head's val_images.txt)")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--spawn-workers",

@@ -28,11 +28,16 @@ def run_eval(args: argparse.Namespace) -> int:
     upgrade(urls.database_url)
     captions = read_captions(args.captions)
     images = sorted(p for p in Path(args.images).iterdir() if p.name in captions)
+    if args.only:
+        keep = set(Path(args.only).read_text().split())
+        images = [p for p in images if p.name in keep]
     images = images[: args.limit] if args.limit else images
     if not images:
         raise SystemExit(f"no images under {args.images} have captions in {args.captions}")
     # Same image set → same collection, so a re-run updates in place instead of mixing sets.
-    digest = hashlib.sha256("\n".join(p.name for p in images).encode()).hexdigest()[:8]
+    # The model is part of it too: a collection is bound to the model that filled it.
+    names = "\n".join([settings.model, *(p.name for p in images)])
+    digest = hashlib.sha256(names.encode()).hexdigest()[:8]
     collection = f"{args.collection}-{len(images)}-{digest}"
     client = Client(settings, urls)
     workers = (

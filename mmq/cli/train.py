@@ -83,6 +83,8 @@ def run_train(args: argparse.Namespace) -> int:
         **result.card(),
     }
     digest = save_head(Path(args.out), result.head, card)
+    # The held-out images, for `mmq eval --only`: the honest test set of this head.
+    (Path(args.out) / "val_images.txt").write_text("".join(f"{names[i]}\n" for i in val))
     if args.json:
         print(json.dumps({**card, "head_hash": digest}))
     else:
