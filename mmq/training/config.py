@@ -18,3 +18,6 @@ class TrainConfig:
     eval_every: int = 25
     patience: int = 4  # evaluations without improvement before stopping
     seed: int = 0
+    # One caption per image in a batch; off, captions are drawn at random and several captions
+    # of one image can meet in a batch as false negatives (kept to measure the difference).
+    distinct_images: bool = True

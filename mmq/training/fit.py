@@ -65,14 +65,19 @@ def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -
         params.append({"params": [log_scale], "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     captions_of = _captions_of(pairs.caption_image, len(pairs.images))
+    train_captions = np.flatnonzero(np.isin(pairs.caption_image, train))
     result = TrainResult(head, config, best_step=0)
     result.history.append(evaluate(head, pairs, val, log_scale, step=0))
     best_score, stale = _score(result.history[-1]), 0
     best_state = {k: v.clone() for k, v in head.state_dict().items()}
     for step in range(1, config.steps + 1):
         head.train()
-        batch = rng.choice(train, size=min(config.batch_size, len(train)), replace=False)
-        caption = np.array([rng.choice(captions_of[i]) for i in batch])
+        if config.distinct_images:
+            batch = rng.choice(train, size=min(config.batch_size, len(train)), replace=False)
+            caption = np.array([rng.choice(captions_of[i]) for i in batch])
+        else:
+            caption = rng.choice(train_captions, size=config.batch_size, replace=False)
+            batch = pairs.caption_image[caption]
         img = F.normalize(head(images[torch.from_numpy(batch)]), dim=-1)
         txt = texts[torch.from_numpy(caption)]
         logits = log_scale.clamp(max=math.log(100.0)).exp() * img @ txt.T
