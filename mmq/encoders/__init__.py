@@ -10,13 +10,18 @@ __all__ = ["Encoder", "EncoderError", "UnknownModelError", "get_encoder"]
 
 
 def get_encoder(name: str, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
-    """`lite` (offline default), `lite+head:<dir>` (lite with a head from `mmq train`) or
+    """`lite` (offline default: the towers and the shipped alignment head), `lite-conse`
+    (the towers joined by ConSE alone), `lite+head:<dir>` (a head from `mmq train`) or
     `clip:<hf-name-or-path>`. Unknown names raise; not loaded yet."""
     if name.startswith("lite+head:") and len(name) > len("lite+head:"):
         from mmq.encoders.lite_head import LiteHeadEncoder
 
         return LiteHeadEncoder(name.removeprefix("lite+head:"), device=device, cache_dir=cache_dir)
     if name == "lite":
+        from mmq.encoders.lite_head import LiteHeadEncoder
+
+        return LiteHeadEncoder(device=device, cache_dir=cache_dir)
+    if name == "lite-conse":
         from mmq.encoders.lite import LiteEncoder
 
         return LiteEncoder(device=device, cache_dir=cache_dir)
@@ -25,5 +30,6 @@ def get_encoder(name: str, device: str = "auto", cache_dir: Path | None = None) 
 
         return ClipEncoder(name.removeprefix("clip:"), device=device)
     raise UnknownModelError(
-        f"unknown model {name!r}: use 'lite', 'lite+head:<dir>' or 'clip:<hf-name-or-path>'"
+        f"unknown model {name!r}: use 'lite', 'lite-conse', 'lite+head:<dir>' "
+        "or 'clip:<hf-name-or-path>'"
     )

@@ -1,4 +1,4 @@
-"""`lite+head:<dir>`: the lite towers with a trained alignment head on the image side.
+"""`lite` and `lite+head:<dir>`: the lite towers with a trained alignment head on images.
 
 Texts are encoded exactly as by `lite`; images go through `[pooled ; ConSE] → head`. The
 head's content hash is part of the version, so vectors from two heads never share an index.
@@ -14,12 +14,19 @@ from PIL import Image
 from mmq.encoders.base import EncoderError
 from mmq.encoders.lite import LiteEncoder
 
+# Trained by `mmq train` on flickr8k-dev; its card.json records the data and recipe.
+SHIPPED_HEAD = Path(__file__).parent / "heads" / "flickr8k-dev"
+
 
 class LiteHeadEncoder(LiteEncoder):
-    def __init__(self, head_dir: str, device: str = "auto", cache_dir: Path | None = None) -> None:
+    """`lite` (the shipped head) or `lite+head:<dir>` (a head of your own)."""
+
+    def __init__(
+        self, head_dir: str | None = None, device: str = "auto", cache_dir: Path | None = None
+    ) -> None:
         super().__init__(device=device, cache_dir=cache_dir)
-        self.head_dir = Path(head_dir)
-        self.name = f"lite+head:{head_dir}"
+        self.head_dir = Path(head_dir) if head_dir else SHIPPED_HEAD
+        self.name = f"lite+head:{head_dir}" if head_dir else "lite"
 
     def _load(self) -> None:
         from mmq.encoders.alignment_head import head_hash, load_head

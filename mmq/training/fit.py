@@ -27,6 +27,16 @@ class Pairs:
     texts: np.ndarray  # (n_captions, text_dim), unit rows
     caption_image: np.ndarray  # (n_captions,) index into images
 
+    def extended(self, other: Pairs) -> tuple[Pairs, np.ndarray]:
+        """These pairs followed by `other`'s, and the indices `other`'s images get."""
+        n = len(self.images)
+        joined = Pairs(
+            np.concatenate([self.images, other.images]),
+            np.concatenate([self.texts, other.texts]),
+            np.concatenate([self.caption_image, other.caption_image + n]),
+        )
+        return joined, np.arange(n, n + len(other.images))
+
 
 @dataclass
 class TrainResult:
@@ -37,7 +47,7 @@ class TrainResult:
 
     @property
     def best(self) -> dict[str, float]:
-        return next(h for h in self.history if h["step"] == self.best_step)
+        return next((h for h in self.history if h["step"] == self.best_step), {})
 
     def card(self) -> dict[str, object]:
         return {"config": asdict(self.config), "best_step": self.best_step, "history": self.history}
@@ -66,9 +76,12 @@ def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     captions_of = _captions_of(pairs.caption_image, len(pairs.images))
     train_captions = np.flatnonzero(np.isin(pairs.caption_image, train))
-    result = TrainResult(head, config, best_step=0)
-    result.history.append(evaluate(head, pairs, val, log_scale, step=0))
-    best_score, stale = _score(result.history[-1]), 0
+    # Without held-out images there is nothing to stop on: train for `steps` and keep the end.
+    validate = len(val) > 0
+    result = TrainResult(head, config, best_step=0 if validate else config.steps)
+    if validate:
+        result.history.append(evaluate(head, pairs, val, log_scale, step=0))
+    best_score, stale = (_score(result.history[-1]) if validate else 0.0), 0
     best_state = {k: v.clone() for k, v in head.state_dict().items()}
     for step in range(1, config.steps + 1):
         head.train()
@@ -87,10 +100,13 @@ def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -
         loss.backward()
         optimizer.step()
         if step % config.eval_every == 0 or step == config.steps:
-            metrics = evaluate(head, pairs, val, log_scale, step=step)
-            metrics["train_loss"] = float(loss.detach())
+            metrics = {"step": float(step), "train_loss": float(loss.detach())}
+            if validate:
+                metrics |= evaluate(head, pairs, val, log_scale, step=step)
             result.history.append(metrics)
-            if _score(metrics) > best_score:
+            if not validate:
+                best_state = {k: v.clone() for k, v in head.state_dict().items()}
+            elif _score(metrics) > best_score:
                 best_score, stale, result.best_step = _score(metrics), 0, step
                 best_state = {k: v.clone() for k, v in head.state_dict().items()}
             else:
