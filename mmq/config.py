@@ -42,10 +42,9 @@ class Settings(BaseSettings):
     video_frame_short_side: int = Field(default=256, ge=32, le=4096)
     video_sample_fps: float = Field(default=1.0, gt=0, le=30)
     # Cosine distance between consecutive sampled frames that starts a new segment. With
-    # the lite model, frames within one shot of the real sample clips differ by at most 0.31
-    # and the demo video's cuts by 0.83 to 1.18 (benchmarks/video_cut_distances.py; with
-    # lite-conse: 0.24 and 0.47 to 0.67, so use about 0.35 there).
-    video_cut_distance: float = Field(default=0.5, gt=0, lt=2)
+    # the lite model, frames within one shot of the real sample clips differ by at most 0.24
+    # and the demo video's cuts by 0.47 to 0.67 (benchmarks/video_cut_distances.py).
+    video_cut_distance: float = Field(default=0.3, gt=0, lt=2)
     video_min_segment_s: float = Field(default=2.0, ge=0)
     video_max_segment_s: float = Field(default=30.0, gt=0)
 

@@ -23,9 +23,9 @@ TEXT_MAX_TOKENS = 256
 
 
 class LiteEncoder(Encoder):
-    """`lite-conse`: the towers joined by ConSE alone (`lite` adds the shipped head)."""
+    """`lite`: the towers joined by ConSE alone (`lite+flickr8k` adds the shipped head)."""
 
-    name = "lite-conse"
+    name = "lite"
     dim = 384
 
     def __init__(self, device: str = "auto", cache_dir: Path | None = None) -> None:
