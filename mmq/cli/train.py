@@ -7,11 +7,16 @@ import json
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mmq.cli.sources import read_captions
 from mmq.config import get_settings
+
+if TYPE_CHECKING:  # torch and the models load only when a head is trained
+    from mmq.encoders.lite import LiteEncoder
+    from mmq.training.fit import Pairs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,8 +57,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"fewer than 2 images of {args.captions} are under {args.images}")
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     t0 = time.monotonic()
-    encoder = LiteEncoder(device="cpu", cache_dir=settings.state_dir / "cache")
     cache = settings.state_dir / "cache"
+    encoder = LiteEncoder(device=settings.device, cache_dir=cache)
     images = image_features(encoder, [Path(args.images) / n for n in names], cache, quiet=args.json)
     texts = [c for n in names for c in captions[n]]
     pairs = Pairs(
@@ -112,7 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extra_pairs(encoder, images: Path, captions_csv: Path, cache: Path):  # type: ignore[no-untyped-def]
+def _extra_pairs(encoder: LiteEncoder, images: Path, captions_csv: Path, cache: Path) -> Pairs:
     """Training-only pairs from `image,caption` rows, or `image,label` rows turned into the
     lite prompt ("a photo of a {label}.")."""
     import csv
