@@ -14,10 +14,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from mmq.config import get_settings
 from mmq.encoders.lite import LiteEncoder
 from mmq.media import decode_image, read_image_bytes
-
-MAX_BYTES, MAX_PIXELS = 50 * 1024 * 1024, 64_000_000
 
 
 def image_features(
@@ -31,6 +30,7 @@ def image_features(
 ) -> np.ndarray:
     """`(len(paths), 1280 + 384)` features; `flip` mirrors each image first (augmentation)."""
     encoder.load()
+    limits = get_settings()  # the same image limits as ingest
     folder = cache_dir / f"features-{encoder.version}{'-flip' if flip else ''}"
     folder.mkdir(parents=True, exist_ok=True)
     keys = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
@@ -41,9 +41,9 @@ def image_features(
         batch = todo[start : start + batch_size]
         images = [
             decode_image(
-                read_image_bytes(paths[i], max_bytes=MAX_BYTES),
-                max_bytes=MAX_BYTES,
-                max_pixels=MAX_PIXELS,
+                read_image_bytes(paths[i], max_bytes=limits.max_image_bytes),
+                max_bytes=limits.max_image_bytes,
+                max_pixels=limits.max_image_pixels,
             )
             for i in batch
         ]
