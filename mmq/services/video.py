@@ -33,8 +33,6 @@ class IndexedVideo:
     duration_s: float
     vector: np.ndarray  # the whole video, in the encoder's space
     segments: list[Segment]
-    sampled_frames: int
-    decoded_frames: int
 
 
 def video_limits(settings: Settings) -> VideoLimits:
@@ -97,6 +95,4 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
         segments=segment(
             np.asarray(times), frame_vectors, duration_s=duration, rules=segment_rules(settings)
         ),
-        sampled_frames=len(times),
-        decoded_frames=stats.decoded_frames,
     )

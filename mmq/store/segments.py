@@ -88,11 +88,7 @@ def segment_search_sql(collection: Collection, *, with_filter: bool) -> str:
             f" AND item_id IN (SELECT id FROM items WHERE collection_id = {cid}"
             " AND metadata @> CAST(:filter AS jsonb))"
         )
-    return (
-        "SELECT item_id, ordinal, start_s, end_s, keyframe_s, "
-        f"(vector::vector({dim})) <=> CAST(:q AS vector({dim})) AS distance "
-        f"FROM segments WHERE {where} ORDER BY distance LIMIT :n"
-    )
+    return f"{_select_scored(dim)} WHERE {where} ORDER BY distance LIMIT :n"
 
 
 def best_segments(
@@ -132,10 +128,8 @@ def all_segments(
     check_dim(collection, query)
     dim = int(collection.dim)
     stmt = text(
-        "SELECT item_id, ordinal, start_s, end_s, keyframe_s, "
-        f"(vector::vector({dim})) <=> CAST(:q AS vector({dim})) AS distance "
-        f"FROM segments WHERE collection_id = {int(collection.id)} AND item_id = ANY(:ids) "
-        "ORDER BY distance"
+        f"{_select_scored(dim)} WHERE collection_id = {int(collection.id)} "
+        "AND item_id = ANY(:ids) ORDER BY distance"
     ).bindparams(bindparam("q", type_=Vector()))
     out: dict[int, list[SegmentHit]] = {int(i): [] for i in item_ids}
     for r in session.execute(stmt, {"q": query, "ids": list(item_ids)}):
@@ -149,6 +143,15 @@ def video_rows(*, session: Session, item_ids: Sequence[int]) -> dict[int, VideoR
         {"ids": list(item_ids)},
     )
     return {r.id: VideoRow(r.id, r.external_id, r.uri, r.metadata, r.duration_s) for r in rows}
+
+
+def _select_scored(dim: int) -> str:
+    """Segments with their cosine distance to :q, computed as the segment index defines it."""
+    return (
+        "SELECT item_id, ordinal, start_s, end_s, keyframe_s, "
+        f"(vector::vector({int(dim)})) <=> CAST(:q AS vector({int(dim)})) AS distance "
+        "FROM segments"
+    )
 
 
 def _hit(r: Any) -> SegmentHit:
