@@ -1,11 +1,16 @@
 """The alignment head's hyper-parameters, measured on images held out of flickr8k-dev.
 
-    python benchmarks/alignment_table.py [--val-fraction 0.2] [--splits 3]
+    python benchmarks/alignment_table.py [--val-fraction 0.5] [--splits 3]
 
 Each row trains a head on the training images of several random splits (by image) and
 reports the mean validation recalls in percent (t2i: each caption ranks its image among the
 held-out images; i2t: each image ranks its captions). Extra pairs (ImageNet-sample label
 prompts, mirrored images) are only ever added to the training side.
+
+Half the images are held out by default: recall@5 among 250 images estimates recall@10
+among 500, the scale of the Flickr8k goal (ConSE: t2i R@5 among 250 = 30.4, R@10 among
+all 500 = 30.2). The first rows early-stop on the held-out images, which flatters them a
+little; the "fixed steps" rows train without looking at them, as the shipped head must.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mmq.cli.sources import read_captions
 from mmq.config import get_settings
 from mmq.encoders.lite import TEMPLATE, LiteEncoder
 from mmq.training.config import TrainConfig
 from mmq.training.features import image_features, text_features
-from mmq.training.fit import Pairs, fit, split_by_image
+from mmq.training.fit import Pairs, evaluate, fit, split_by_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COLUMNS = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")
@@ -30,7 +36,7 @@ COLUMNS = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--val-fraction", type=float, default=0.5)
     parser.add_argument("--splits", type=int, default=3)
     args = parser.parse_args()
     flickr = DATA / "flickr8k-dev"
@@ -57,40 +63,51 @@ def main() -> int:
     )
     default = TrainConfig(eval_every=10)
     rows: list[tuple[str, TrainConfig, str]] = [
-        ("linear, wd 0.1, dropout 0.5 (default)", default, ""),
+        ("linear, wd 0.1, dropout 0.8 (default)", default, ""),
         (
             "linear, no weight decay, no dropout",
             replace(default, weight_decay=0.0, dropout=0.0),
             "",
         ),
         ("linear, wd 0.1, no dropout", replace(default, dropout=0.0), ""),
-        ("linear, dropout 0.5, no weight decay", replace(default, weight_decay=0.0), ""),
-        ("linear, dropout 0.8", replace(default, dropout=0.8), ""),
+        ("linear, dropout 0.8, no weight decay", replace(default, weight_decay=0.0), ""),
+        ("linear, dropout 0.5", replace(default, dropout=0.5), ""),
         ("MLP with ConSE residual", replace(default, kind="mlp"), ""),
         ("fixed temperature 0.07", replace(default, learn_temperature=False), ""),
         ("temperature 0.03, learned", replace(default, temperature=0.03), ""),
         ("lr 3e-4", replace(default, lr=3e-4), ""),
-        ("captions drawn at random (false negatives)", replace(default, distinct_images=False), ""),
+        ("one caption per image in a batch", replace(default, batch="one-caption"), ""),
+        ("captions drawn at random (false negatives)", replace(default, batch="random"), ""),
         ("+ mirrored training images", default, "flip"),
         ("+ ImageNet-sample label prompts", default, "imagenet"),
+    ]
+    # Recipes for a head trained on every image, which has nothing to stop on.
+    rows += [
+        (f"fixed {n} steps, + ImageNet prompts", replace(default, steps=n), "fixed")
+        for n in (40, 60, 100, 150)
     ]
     results: dict[str, list[dict[str, float]]] = {"ConSE (no head)": []}
     for split in range(args.splits):
         train, val = split_by_image(len(names), args.val_fraction, seed=split)
         for title, config, extra in rows:
             pairs, train_ids = with_extra(base, train, extra, flipped, imagenet)
-            result = fit(pairs, train_ids, val, replace(config, seed=split))
-            results.setdefault(title, []).append({**result.best, "step": result.best_step})
+            if extra == "fixed":
+                result = fit(pairs, train_ids, np.array([], int), replace(config, seed=split))
+                scores = evaluate(result.head, pairs, val, torch.zeros(()), step=config.steps)
+            else:
+                result = fit(pairs, train_ids, val, replace(config, seed=split))
+                scores = result.best
+            results.setdefault(title, []).append({**scores, "step": result.best_step})
             if title.endswith("(default)"):
                 results["ConSE (no head)"].append(result.history[0])
     n_val = len(split_by_image(len(names), args.val_fraction, 0)[1])
     print(f"validation: {n_val} held-out images, mean of {args.splits} splits; recalls in %")
-    print(f"| {'variant':44s} | " + " | ".join(COLUMNS) + " | best step |")
+    print(f"| {'variant':50s} | " + " | ".join(COLUMNS) + " | best step |")
     print("|" + "---|" * (len(COLUMNS) + 2))
     for title, runs in results.items():
         means = [np.mean([r[c] for r in runs]) for c in COLUMNS]
         step = np.mean([r["step"] for r in runs])
-        print(f"| {title:44s} | " + " | ".join(f"{m:6.1f}" for m in means) + f" | {step:5.0f} |")
+        print(f"| {title:50s} | " + " | ".join(f"{m:6.1f}" for m in means) + f" | {step:5.0f} |")
     return 0
 
 
@@ -101,7 +118,9 @@ def with_extra(
     ImageNet-sample photos with their label prompts."""
     if not extra:
         return base, train
-    if extra == "flip":
+    if extra == "fixed":
+        added = imagenet
+    elif extra == "flip":
         keep = np.isin(base.caption_image, train)
         position = {int(i): j for j, i in enumerate(train)}
         added = Pairs(

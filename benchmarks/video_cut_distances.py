@@ -59,7 +59,7 @@ def main() -> int:
     print(
         f"smallest distance across a cut {d[across].min():.3f}; "
         f"largest within a shot {np.concatenate(within).max():.3f}; "
-        f"MMQ_VIDEO_CUT_DISTANCE = {settings.video_cut_distance}"
+        f"cut distance in use: {settings.video_cut_distance or encoder.cut_distance}"
     )
     return 0
 

@@ -41,10 +41,9 @@ class Settings(BaseSettings):
     # Sampled frames are downscaled (never up) to this short side before encoding.
     video_frame_short_side: int = Field(default=256, ge=32, le=4096)
     video_sample_fps: float = Field(default=1.0, gt=0, le=30)
-    # Cosine distance between consecutive sampled frames that starts a new segment. With
-    # the lite model, frames within one shot of the real sample clips differ by at most 0.24
-    # and the demo video's cuts by 0.47 to 0.67 (benchmarks/video_cut_distances.py).
-    video_cut_distance: float = Field(default=0.3, gt=0, lt=2)
+    # Cosine distance between consecutive sampled frames that starts a new segment; unset,
+    # the model's own measured value (Encoder.cut_distance).
+    video_cut_distance: float | None = Field(default=None, gt=0, lt=2)
     video_min_segment_s: float = Field(default=2.0, ge=0)
     video_max_segment_s: float = Field(default=30.0, gt=0)
 

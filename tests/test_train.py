@@ -95,7 +95,7 @@ def test_the_head_round_trips_and_serves_a_search(
 
     folder, card, _ = trained
     encoder = get_encoder(f"lite+head:{folder}", "cpu", cache_dir=state_dir / "cache").load()
-    lite = get_encoder("lite", "cpu", cache_dir=state_dir / "cache").load()
+    lite = get_encoder("lite-conse", "cpu", cache_dir=state_dir / "cache").load()
     assert encoder.version.startswith(lite.version) and encoder.version != lite.version
     image = Image.open(photos["chelsea"]).convert("RGB")
     head, loaded_card = load_head(folder)

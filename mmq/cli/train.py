@@ -85,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
                 )
             print(line + (f"  train loss {h['train_loss']:.3f}" if "train_loss" in h else ""))
     card = {
-        "model": "lite",  # the encoder whose features the head maps
+        "model": "lite-conse",  # the encoder whose features the head maps
         "base_version": encoder.version,
         "data": {
             "images": str(Path(args.images).resolve()),

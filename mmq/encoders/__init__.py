@@ -10,26 +10,26 @@ __all__ = ["Encoder", "EncoderError", "UnknownModelError", "get_encoder"]
 
 
 def get_encoder(name: str, device: str = "auto", cache_dir: Path | None = None) -> Encoder:
-    """`lite` (offline default: the towers joined by ConSE), `lite+flickr8k` (the towers
-    and the shipped alignment head), `lite+head:<dir>` (a head from `mmq train`) or
+    """`lite` (offline default: the towers and the shipped alignment head), `lite-conse`
+    (the towers joined by ConSE alone), `lite+head:<dir>` (a head from `mmq train`) or
     `clip:<hf-name-or-path>`. Unknown names raise; not loaded yet."""
     if name.startswith("lite+head:") and len(name) > len("lite+head:"):
         from mmq.encoders.lite_head import LiteHeadEncoder
 
         return LiteHeadEncoder(name.removeprefix("lite+head:"), device=device, cache_dir=cache_dir)
     if name == "lite":
-        from mmq.encoders.lite import LiteEncoder
-
-        return LiteEncoder(device=device, cache_dir=cache_dir)
-    if name == "lite+flickr8k":
         from mmq.encoders.lite_head import LiteHeadEncoder
 
         return LiteHeadEncoder(device=device, cache_dir=cache_dir)
+    if name == "lite-conse":
+        from mmq.encoders.lite import LiteEncoder
+
+        return LiteEncoder(device=device, cache_dir=cache_dir)
     if name.startswith("clip:") and len(name) > len("clip:"):
         from mmq.encoders.clip import ClipEncoder
 
         return ClipEncoder(name.removeprefix("clip:"), device=device)
     raise UnknownModelError(
-        f"unknown model {name!r}: use 'lite', 'lite+flickr8k', 'lite+head:<dir>' "
+        f"unknown model {name!r}: use 'lite', 'lite-conse', 'lite+head:<dir>' "
         "or 'clip:<hf-name-or-path>'"
     )

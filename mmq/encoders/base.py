@@ -60,6 +60,11 @@ class Encoder(ABC):
     name: str
     dim: int
     version: str
+    # Cosine distance between consecutive video frames' vectors that marks a shot cut. It
+    # depends on how the model spreads images; measure it with
+    # benchmarks/video_cut_distances.py. MMQ_VIDEO_CUT_DISTANCE overrides it. (Not measured
+    # for CLIP models yet: they get ConSE's value.)
+    cut_distance: float = 0.3
 
     def __init__(self, device: str = "auto") -> None:
         self.requested_device = device

@@ -45,9 +45,9 @@ def video_limits(settings: Settings) -> VideoLimits:
     )
 
 
-def segment_rules(settings: Settings) -> SegmentRules:
+def segment_rules(settings: Settings, encoder: Encoder) -> SegmentRules:
     return SegmentRules(
-        cut_distance=settings.video_cut_distance,
+        cut_distance=settings.video_cut_distance or encoder.cut_distance,
         min_s=settings.video_min_segment_s,
         max_s=settings.video_max_segment_s,
     )
@@ -93,6 +93,6 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
         duration_s=round(duration, 3),
         vector=video_vector(frame_vectors),
         segments=segment(
-            np.asarray(times), frame_vectors, duration_s=duration, rules=segment_rules(settings)
+            np.asarray(times), frame_vectors, duration_s=duration, rules=segment_rules(settings, encoder)
         ),
     )

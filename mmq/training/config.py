@@ -12,12 +12,14 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1
-    dropout: float = 0.5  # on the standardised pooled features
+    dropout: float = 0.8  # on the standardised pooled features
     temperature: float = 0.07  # initial; learned unless fixed
     learn_temperature: bool = True
     eval_every: int = 25
     patience: int = 4  # evaluations without improvement before stopping
     seed: int = 0
-    # One caption per image in a batch; off, captions are drawn at random and several captions
-    # of one image can meet in a batch as false negatives (kept to measure the difference).
-    distinct_images: bool = True
+    # How a batch is drawn (fit.BATCHES): "all-captions" takes distinct images with every
+    # caption of each, all of them positives of their image; "one-caption" one caption per
+    # image; "random" draws captions at random, so captions of one image can meet in a
+    # batch as each other's negatives (the last two are kept to measure the difference).
+    batch: str = "all-captions"

@@ -1,7 +1,9 @@
 """Symmetric InfoNCE on (image, caption) pairs, early-stopped on images held out.
 
-Several captions of one image in a batch would be false negatives of each other, so a batch
-holds distinct images, each with one of its captions drawn at random.
+Several captions of one image in a batch would be false negatives of each other if each
+were the only positive of its image. A batch therefore holds distinct images and every
+caption of each: text→image is a cross-entropy per caption, image→text a cross-entropy
+against all of the image's captions at once (multi-positive, uniform target).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mmq.encoders.alignment_head import AlignmentHead
 from mmq.training.config import TrainConfig
 
 KS = (1, 5, 10)
+BATCHES = ("all-captions", "one-caption", "random")
 
 
 @dataclass
@@ -61,6 +64,8 @@ def split_by_image(n_images: int, val_fraction: float, seed: int) -> tuple[np.nd
 
 
 def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -> TrainResult:
+    if config.batch not in BATCHES:
+        raise ValueError(f"unknown batch composition {config.batch!r}: use one of {BATCHES}")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     text_dim = pairs.texts.shape[1]
@@ -85,17 +90,15 @@ def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -
     best_state = {k: v.clone() for k, v in head.state_dict().items()}
     for step in range(1, config.steps + 1):
         head.train()
-        if config.distinct_images:
-            batch = rng.choice(train, size=min(config.batch_size, len(train)), replace=False)
-            caption = np.array([rng.choice(captions_of[i]) for i in batch])
-        else:
-            caption = rng.choice(train_captions, size=config.batch_size, replace=False)
-            batch = pairs.caption_image[caption]
+        batch, caption, owner = _draw_batch(config, rng, train, train_captions, captions_of, pairs)
         img = F.normalize(head(images[torch.from_numpy(batch)]), dim=-1)
         txt = texts[torch.from_numpy(caption)]
-        logits = log_scale.clamp(max=math.log(100.0)).exp() * img @ txt.T
-        target = torch.arange(len(batch))
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        logits = log_scale.clamp(max=math.log(100.0)).exp() * txt @ img.T  # (captions, images)
+        positives = torch.zeros(len(batch), len(caption))
+        positives[owner, torch.arange(len(caption))] = 1.0
+        t2i = F.cross_entropy(logits, owner)
+        i2t = F.cross_entropy(logits.T, positives / positives.sum(1, keepdim=True))
+        loss = (t2i + i2t) / 2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -116,6 +119,29 @@ def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -
     head.load_state_dict(best_state)
     head.set_dropout(0.0)
     return result
+
+
+def _draw_batch(
+    config: TrainConfig,
+    rng: np.random.Generator,
+    train: np.ndarray,
+    train_captions: np.ndarray,
+    captions_of: list[np.ndarray],
+    pairs: Pairs,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """(image rows, caption indices, the row of each caption's image) for one step."""
+    if config.batch == "random":
+        # One row per caption, even when two captions share an image: the false negatives.
+        size = min(config.batch_size, len(train_captions))
+        caption = rng.choice(train_captions, size=size, replace=False)
+        return pairs.caption_image[caption], caption, torch.arange(size)
+    batch = rng.choice(train, size=min(config.batch_size, len(train)), replace=False)
+    if config.batch == "all-captions":
+        caption = np.concatenate([captions_of[i] for i in batch])
+        owner = np.concatenate([np.full(len(captions_of[i]), row) for row, i in enumerate(batch)])
+        return batch, caption, torch.from_numpy(owner)
+    caption = np.array([rng.choice(captions_of[i]) for i in batch])
+    return batch, caption, torch.arange(len(batch))
 
 
 def _score(metrics: dict[str, float]) -> float:
