@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 # torch first, pinned: with pip on this kind of machine these come from local disk.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
+IMAGENET ?= ../shared/data/imagenet-sample
 
 .PHONY: install demo test lint eval bench-video clean
 
@@ -28,8 +29,18 @@ lint: install
 	$(VENV)/bin/ruff check mmq workers tests migrations benchmarks
 	$(VENV)/bin/mypy mmq workers
 
+# Held-out evaluation of the shipped recipe: a head trained (as the shipped one, fixed steps)
+# on half of flickr8k-dev, then ConSE and that head through the queue on the other half.
+HELDOUT := $(abspath .mmq/heads/heldout)
 eval: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq eval --images $(FLICKR)/images --captions $(FLICKR)/captions.csv
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq train --images $(FLICKR)/images --captions $(FLICKR)/captions.csv \
+		--extra-images $(IMAGENET) --extra-captions $(IMAGENET)/labels.csv \
+		--val-fraction 0.5 --steps 100 --eval-every 1000 --out $(HELDOUT)
+	for model in lite-conse lite+head:$(HELDOUT); do \
+		echo "== $$model on the held-out half"; \
+		HF_HUB_OFFLINE=1 MMQ_MODEL=$$model $(VENV)/bin/mmq eval --images $(FLICKR)/images \
+			--captions $(FLICKR)/captions.csv --only $(HELDOUT)/val_images.txt || exit 1; \
+	done
 
 bench-video: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/video_ingest.py

@@ -93,6 +93,9 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
         duration_s=round(duration, 3),
         vector=video_vector(frame_vectors),
         segments=segment(
-            np.asarray(times), frame_vectors, duration_s=duration, rules=segment_rules(settings, encoder)
+            np.asarray(times),
+            frame_vectors,
+            duration_s=duration,
+            rules=segment_rules(settings, encoder),
         ),
     )
