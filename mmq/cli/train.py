@@ -106,7 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
     }
     digest = save_head(Path(args.out), result.head, card)
     # The held-out images, for `mmq eval --only`: the honest test set of this head.
-    (Path(args.out) / "val_images.txt").write_text("".join(f"{names[i]}\n" for i in val))
+    if len(val):  # for `mmq eval --only`
+        (Path(args.out) / "val_images.txt").write_text("".join(f"{names[i]}\n" for i in val))
     if args.json:
         print(json.dumps({**card, "head_hash": digest}))
     else:

@@ -1,6 +1,6 @@
 """`lite` and `lite+head:<dir>`: the lite towers with a trained alignment head on images.
 
-Texts are encoded exactly as by `lite`; images go through `[pooled ; ConSE] → head`. The
+Texts are encoded exactly as by `lite-conse`; images go through `[pooled ; ConSE] → head`. The
 head's content hash is part of the version, so vectors from two heads never share an index.
 """
 
@@ -23,7 +23,8 @@ class LiteHeadEncoder(LiteEncoder):
 
     # The head spreads images further apart than ConSE: with the shipped head, consecutive
     # frames within one shot of the real sample clips differ by at most 0.29 and the demo
-    # video's cuts by 0.66 or more (benchmarks/video_cut_distances.py).
+    # video's cuts by 0.66 or more (benchmarks/video_cut_distances.py). A head of your own
+    # gets the same value until you measure it (--model lite+head:<dir>).
     cut_distance = 0.5
 
     def __init__(
