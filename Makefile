@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
 IMAGENET ?= ../shared/data/imagenet-sample
 
-.PHONY: install demo test lint eval bench-video clean
+.PHONY: install demo test lint eval bench bench-video clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ eval: install
 		HF_HUB_OFFLINE=1 MMQ_MODEL=$$model $(VENV)/bin/mmq eval --images $(FLICKR)/images \
 			--captions $(FLICKR)/captions.csv --only $(HELDOUT)/val_images.txt || exit 1; \
 	done
+
+bench: install
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench
 
 bench-video: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/video_ingest.py

@@ -11,6 +11,8 @@ from mmq.embedded import Urls
 # Task and queue names are the contract between producers and workers.
 INGEST_TASK = "mmq.ingest"
 SEARCH_TASK = "mmq.search"
+# A no-op that answers on whichever queue it is sent to: health checks, queue overhead.
+PING_TASK = "mmq.ping"
 INGEST_QUEUE = "ingest"
 SEARCH_QUEUE = "search"
 

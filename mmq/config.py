@@ -48,8 +48,15 @@ class Settings(BaseSettings):
     video_max_segment_s: float = Field(default=30.0, gt=0)
 
     # Work shaping.
-    ingest_chunk_size: int = Field(default=32, gt=0, le=1024)
+    ingest_chunk_size: int = Field(default=16, gt=0, le=1024)
+    # Items per model forward pass, and how long the model thread waits for more (threads pool).
     encode_batch_size: int = Field(default=32, gt=0)
+    encode_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    # "threads": one process and one model; tasks run in `worker_threads` threads whose
+    # encodes are merged into model batches (mmq/encoders/batching.py). "prefork": one
+    # model per process, each running one task at a time, no merging.
+    worker_pool: Literal["threads", "prefork"] = "threads"
+    worker_threads: int = Field(default=8, gt=0, le=512)
     default_fusion: FusionName = "sum"
     result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
 

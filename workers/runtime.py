@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmq.config import Settings, get_settings
 from mmq.embedded import resolve_urls
 from mmq.encoders import Encoder, get_encoder
+from mmq.encoders.batching import BatchingEncoder
 from mmq.store.db import make_engine, make_sessionmaker
 from mmq.store.migrate import require_schema
 
@@ -44,9 +45,16 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             settings = get_settings()
             urls = resolve_urls(settings)
-            encoder = get_encoder(
+            encoder: Encoder = get_encoder(
                 settings.model, settings.device, cache_dir=settings.state_dir / "cache"
-            ).load()
+            )
+            if settings.worker_pool == "threads":
+                encoder = BatchingEncoder(
+                    encoder,
+                    max_batch=settings.encode_batch_size,
+                    max_wait_s=settings.encode_wait_ms / 1000,
+                )
+            encoder.load()
             log.info("loaded %s (version %s) on %s", encoder.name, encoder.version, encoder.device)
             engine = make_engine(urls.database_url)
             _runtime = Runtime(settings, encoder, engine, make_sessionmaker(engine))

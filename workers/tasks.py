@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mmq import services
-from mmq.broker import INGEST_TASK, SEARCH_TASK
+from mmq.broker import INGEST_TASK, PING_TASK, SEARCH_TASK
 from mmq.schemas import RawIngestRequest, SearchRequest
 from workers.app import app
 from workers.runtime import get_runtime
@@ -30,3 +30,8 @@ def ingest(payload: dict[str, Any]) -> dict[str, Any]:
 @app.task(name=SEARCH_TASK)
 def search(payload: dict[str, Any]) -> dict[str, Any]:
     return _call(services.search, SearchRequest.model_validate(payload))
+
+
+@app.task(name=PING_TASK)
+def ping() -> str:
+    return "pong"

@@ -13,7 +13,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a Celery worker (embedded servers if no URLs set)")
     p.add_argument("--queues", default="ingest,search", help="comma-separated: ingest,search")
-    p.add_argument("--concurrency", type=int, default=1, help="pool processes (one model each)")
+    p.add_argument("--pool", choices=["threads", "prefork"], help="default: MMQ_WORKER_POOL")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        help="task threads (default MMQ_WORKER_THREADS) or, with prefork, processes (default 1)",
+    )
     p.add_argument("--loglevel", default="INFO")
 
     p = sub.add_parser("db", help="database schema (Alembic)")

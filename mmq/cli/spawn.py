@@ -14,17 +14,8 @@ from pathlib import Path
 from celery import Celery
 
 
-def worker_command(queue: str, concurrency: int = 1) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mmq.cli",
-        "worker",
-        "--queues",
-        queue,
-        "--concurrency",
-        str(concurrency),
-    ]
+def worker_command(queue: str) -> list[str]:
+    return [sys.executable, "-m", "mmq.cli", "worker", "--queues", queue]
 
 
 @contextmanager

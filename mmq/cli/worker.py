@@ -12,17 +12,24 @@ from mmq.embedded import export_urls, resolve_urls
 def run_worker(args: argparse.Namespace) -> int:
     # Resolve (and, with no URLs configured, start or reuse) the servers first, and export
     # the URLs so the pool processes connect to the same ones without managing them.
-    export_urls(resolve_urls(get_settings()))
+    settings = get_settings()
+    export_urls(resolve_urls(settings))
+    # The runtime reads the pool from the settings: batch encodes across threads or not.
+    pool = args.pool or settings.worker_pool
+    os.environ["MMQ_WORKER_POOL"] = pool
     get_settings.cache_clear()
     from workers.app import app
 
+    concurrency = args.concurrency or (settings.worker_threads if pool == "threads" else 1)
     queues = ",".join(q.strip() for q in args.queues.split(",") if q.strip())
     argv = [
         "worker",
         "--queues",
         queues,
+        "--pool",
+        pool,
         "--concurrency",
-        str(args.concurrency),
+        str(concurrency),
         "--loglevel",
         args.loglevel,
         # Two workers on one host need distinct node names.

@@ -7,6 +7,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -90,7 +91,26 @@ class Encoder(ABC):
         self.load()
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._check(l2_normalize(self._encode_images(list(images))), len(images))
+        return self.encode_prepared(self.prepare_images(list(images)), len(images))
+
+    def prepare_images(self, images: list[Image.Image]) -> Any:
+        """The model's input batch (resized, cropped, normalised): CPU work that touches no
+        model, so a batching worker runs it in each task's thread, beside the model."""
+        return images
+
+    def encode_prepared(self, prepared: Any, n: int) -> np.ndarray:
+        """Unit vectors of `n` images from `prepare_images` (or `join_prepared`) output."""
+        self.load()
+        return self._check(l2_normalize(self._encode_prepared(prepared)), n)
+
+    @staticmethod
+    def join_prepared(parts: list[Any]) -> Any:
+        """One batch from several `prepare_images` outputs."""
+        if isinstance(parts[0], list):
+            return [x for part in parts for x in part]
+        import torch
+
+        return torch.cat(parts)
 
     def _check(self, out: np.ndarray, n: int) -> np.ndarray:
         if out.shape != (n, self.dim) or not np.isfinite(out).all():
@@ -105,4 +125,5 @@ class Encoder(ABC):
     def _encode_texts(self, texts: list[str]) -> np.ndarray: ...
 
     @abstractmethod
-    def _encode_images(self, images: list[Image.Image]) -> np.ndarray: ...
+    def _encode_prepared(self, prepared: Any) -> np.ndarray:
+        """Raw image vectors from a prepared batch: the model's forward pass."""

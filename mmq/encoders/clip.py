@@ -83,12 +83,15 @@ class ClipEncoder(Encoder):
         with torch.inference_mode():
             return _as_array(self.model.get_text_features(**inputs))
 
-    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+    def prepare_images(self, images: list[Image.Image]) -> Any:
+        self.load()  # the processor comes with the checkpoint
+        rgb = [image.convert("RGB") for image in images]
+        return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
+
+    def _encode_prepared(self, prepared: Any) -> np.ndarray:
         import torch
 
-        rgb = [image.convert("RGB") for image in images]
-        pixels = self.processor(images=rgb, return_tensors="pt")["pixel_values"]
-        pixels = pixels.to(self.device, dtype=self.model.dtype)
+        pixels = prepared.to(self.device, dtype=self.model.dtype)
         with torch.inference_mode():
             return _as_array(self.model.get_image_features(pixel_values=pixels))
 

@@ -8,6 +8,7 @@ text embeddings of its top-k ImageNet class names (ConSE, Norouzi et al., ICLR 2
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -96,7 +97,7 @@ class LiteEncoder(Encoder):
         pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return pooled.cpu().numpy()
 
-    def image_tensor(self, images: list[Image.Image]) -> object:
+    def prepare_images(self, images: list[Image.Image]) -> Any:
         """Resize (shorter side), centre-crop and normalise into a `(n, 3, 224, 224)` tensor."""
         import torch
         from torchvision.transforms.v2 import functional as F
@@ -111,21 +112,25 @@ class LiteEncoder(Encoder):
 
     def image_probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """ImageNet class probabilities `(n, 1000)` from EfficientNet-Lite0."""
-        return self._image_forward(images)[1]
+        self.load()
+        return self._image_forward(self.prepare_images(images))[1]
 
     def image_features(self, images: list[Image.Image]) -> np.ndarray:
         """`(n, 1280 + 384)`: EfficientNet-Lite0's pooled features, then the unit ConSE
         vector. What a learned alignment head maps into the text space."""
         self.load()
-        pooled, probs = self._image_forward(images)
+        return self._features(self.prepare_images(images))
+
+    def _features(self, prepared: Any) -> np.ndarray:
+        pooled, probs = self._image_forward(prepared)
         return np.concatenate([pooled, l2_normalize(self._conse(probs))], axis=1)
 
-    def _image_forward(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    def _image_forward(self, prepared: Any) -> tuple[np.ndarray, np.ndarray]:
         """(pooled features `(n, 1280)`, class probabilities `(n, 1000)`) in one pass."""
         import torch
 
         model = self._image_model
-        batch = self.image_tensor(images).to(self.device, self._dtype)  # type: ignore[attr-defined]
+        batch = prepared.to(self.device, self._dtype)
         with torch.inference_mode():
             pooled = model._avg_pooling(model.extract_features(batch)).flatten(1)
             logits = model._fc(pooled).float()
@@ -137,5 +142,5 @@ class LiteEncoder(Encoder):
         # ConSE: convex combination of the top-k label embeddings.
         return np.einsum("nk,nkd->nd", weights, self._label_vectors[top])
 
-    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        return self._conse(self.image_probabilities(images))
+    def _encode_prepared(self, prepared: Any) -> np.ndarray:
+        return self._conse(self._image_forward(prepared)[1])

@@ -7,9 +7,9 @@ head's content hash is part of the version, so vectors from two heads never shar
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from mmq.encoders.base import EncoderError
 from mmq.encoders.lite import LiteEncoder
@@ -44,9 +44,9 @@ class LiteHeadEncoder(LiteEncoder):
         self._head.to(self.device)
         self.version = f"{self.version}+head-{head_hash(self.head_dir)}"
 
-    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+    def _encode_prepared(self, prepared: Any) -> np.ndarray:
         import torch
 
-        features = torch.from_numpy(self.image_features(images)).to(self.device)
+        features = torch.from_numpy(self._features(prepared)).to(self.device)
         with torch.inference_mode():
             return self._head(features).float().cpu().numpy()

@@ -1,0 +1,167 @@
+"""`make bench`: ingest, search and queue figures measured side by side in one run.
+
+    python benchmarks/bench.py [--images 500] [--sizes 10000,100000] [--queries 200]
+
+Prints a table and writes benchmarks/results.json. Workers run as `mmq worker` runs them
+(the threads pool, encodes merged into model batches); the naive baseline runs one task
+per image in a prefork worker, batch 1, decoding in the task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import bench_ingest, bench_queue, bench_search
+from mmq.cli.sources import read_captions
+from mmq.cli.spawn import running_workers
+from mmq.client import Client
+from mmq.config import get_settings
+from mmq.embedded import export_urls, resolve_urls
+from mmq.encoders import get_encoder
+from mmq.store.db import make_engine, make_sessionmaker
+from mmq.store.migrate import upgrade
+
+CAPTIONS = bench_ingest.FLICKR.parent / "captions.csv"
+EF_SEARCH = (40, 100, 200, 400)
+FALLBACK_QUERIES = ["a dog running on grass", "a child in a red shirt", "a man on a bike"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    t_start = time.monotonic()
+    settings = get_settings()
+    urls = resolve_urls(settings)
+    export_urls(urls)
+    upgrade(urls.database_url)
+    work = settings.state_dir / "bench"
+    encoder = get_encoder(settings.model, settings.device, cache_dir=settings.state_dir / "cache")
+    encoder.load()
+    items, source = bench_ingest.photo_items(args.images, work)
+    texts = queries(args.queries)
+    out: dict[str, object] = {"machine": machine(), "model": encoder.name, "photos": source}
+    out["limit"] = bench_ingest.model_limit(encoder, items)
+    client = Client(settings, urls)
+    logs = settings.state_dir / "logs"
+    with running_workers(client.app, log_dir=logs):
+        bench_ingest.through_queue(client, items[:16], chunk_size=16)  # warm-up
+        chunk = settings.ingest_chunk_size
+        out["ingest_batch"] = bench_ingest.through_queue(client, items, chunk_size=chunk)
+        single = bench_ingest.through_queue(client, items, chunk_size=1)
+        out["ingest_one_per_message"] = single
+        out["queue"] = {
+            "celery_round_trips_per_s": bench_queue.celery_round_trips(client, 300),
+            "redis_round_trips_per_s": bench_queue.redis_round_trips(urls.broker_url, 300),
+        }
+        sessions = make_sessionmaker(make_engine(urls.database_url))
+        with sessions() as session:
+            real = bench_search.real_vectors(session, single_collection(client, session))
+        query_vectors = encoder.encode_texts(texts)
+        out["search"] = {}
+        for size in (int(s) for s in args.sizes.split(",")):
+            vectors = np.concatenate([real, bench_search.synthetic(real, size - len(real))])
+            t0 = time.monotonic()
+            name = bench_search.build(sessions, encoder, settings, vectors)
+            row: dict[str, object] = {"build_s": time.monotonic() - t0}
+            for ef in EF_SEARCH:
+                r, ms = bench_search.recall(sessions, name, vectors, query_vectors, ef)
+                row[f"recall@10_ef{ef}"], row[f"ann_ms_ef{ef}"] = r, ms
+            row.update(bench_search.latency(client, name, texts))
+            row["qps_8_producers"] = bench_search.qps(client, name, texts * 2)
+            out["search"][str(size)] = row  # type: ignore[index]
+    naive_env = {**os.environ, "MMQ_WORKER_POOL": "prefork"}
+    with running_workers(client.app, queues=("ingest",), log_dir=logs, env=naive_env):
+        bench_ingest.through_queue(client, items[:4], chunk_size=1)  # warm-up
+        out["ingest_naive"] = bench_ingest.through_queue(client, items, chunk_size=1)
+    limit = out["limit"]["images_per_s"]  # type: ignore[index]
+    out["ingest_ratio_to_limit"] = out["ingest_batch"] / limit  # type: ignore[operator]
+    out["ingest_one_per_message_ratio_to_limit"] = single / limit
+    out["speedup_vs_naive"] = out["ingest_batch"] / out["ingest_naive"]  # type: ignore[operator]
+    out["one_per_message_speedup_vs_naive"] = single / out["ingest_naive"]  # type: ignore[operator]
+    q = out["queue"]
+    q["ratio"] = q["celery_round_trips_per_s"] / q["redis_round_trips_per_s"]  # type: ignore[index]
+    out["ef_search_default"] = settings.ef_search
+    out["seconds"] = time.monotonic() - t_start
+    Path(__file__).with_name("results.json").write_text(json.dumps(out, indent=2) + "\n")
+    print_table(out)
+    return 0
+
+
+def single_collection(client: Client, session: object) -> str:
+    """The most recent ingest collection (the one-item-per-message run): its real vectors."""
+    from sqlalchemy import select
+
+    from mmq.store.tables import Collection
+
+    names = session.scalars(  # type: ignore[attr-defined]
+        select(Collection.name)
+        .where(Collection.name.like("bench-%"))
+        .order_by(Collection.id.desc())
+    )
+    return next(n for n in names if not n.startswith("bench-search"))
+
+
+def queries(n: int) -> list[str]:
+    if CAPTIONS.is_file():
+        captions = read_captions(CAPTIONS)
+        return [c for name in sorted(captions) for c in captions[name][:1]][:n]
+    return [FALLBACK_QUERIES[i % len(FALLBACK_QUERIES)] + f" {i}" for i in range(n)]
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}"
+
+
+def print_table(out: dict) -> None:  # type: ignore[type-arg]
+    limit = out["limit"]
+    print(f"machine: {out['machine']}; model {out['model']}; photos: {out['photos']}")
+    print(f"{'ingest (images/s)':44s} {'value':>10s}")
+    print(
+        f"{'  limit: forward pass alone':44s} {limit['images_per_s']:10.1f}"
+        f"  (batch {limit['batch']}, {limit['threads']} threads)"
+    )
+    for key in ("ingest_batch", "ingest_one_per_message", "ingest_naive"):
+        print(f"  {key:42s} {out[key]:10.1f}")
+    for key in (
+        "ingest_ratio_to_limit",
+        "ingest_one_per_message_ratio_to_limit",
+        "speedup_vs_naive",
+        "one_per_message_speedup_vs_naive",
+    ):
+        print(f"  {key:42s} {out[key]:10.2f}")
+    q = out["queue"]
+    print(
+        f"queue: celery no-op round trips {q['celery_round_trips_per_s']:.0f}/s, redis-py "
+        f"LPUSH/BRPOP {q['redis_round_trips_per_s']:.0f}/s, ratio {q['ratio']:.2f}"
+    )
+    for size, row in out["search"].items():
+        recalls = ", ".join(
+            f"ef {ef}: {row[f'recall@10_ef{ef}']:.3f} / {row[f'ann_ms_ef{ef}']:.1f} ms"
+            for ef in EF_SEARCH
+        )
+        print(f"search {size} vectors (index built in {row['build_s']:.0f} s)")
+        print(f"  recall@10 / ANN time: {recalls}")
+        print(
+            f"  text query enqueue→result p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms"
+            f" (encode {row['encode_p50_ms']:.1f}, ANN {row['ann_p50_ms']:.1f}, queue"
+            f" {row['queue_p50_ms']:.1f}); p50 beyond encode {row['p50_beyond_encode_ms']:.1f} ms;"
+            f" {row['qps_8_producers']:.1f} QPS with 8 producers"
+        )
+    print(f"default ef_search {out['ef_search_default']}; {out['seconds']:.0f} s in all")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

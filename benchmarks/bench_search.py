@@ -1,0 +1,129 @@
+"""Search: latency through the queue, HNSW recall against exact search, QPS under load.
+
+Used by benchmarks/bench.py (`make bench`). Collections hold the real image vectors of the
+ingest run plus synthetic ones drawn from the same distribution (a random mix of two real
+vectors plus Gaussian noise of the real per-dimension spread), to reach 10k and 100k.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from mmq.client import Client
+from mmq.config import Settings
+from mmq.encoders import Encoder
+from mmq.schemas import SearchResult
+from mmq.store import repository
+from mmq.store.tables import Collection, Item
+
+
+def real_vectors(session: Session, collection: str) -> np.ndarray:
+    cid = repository.get_collection(session=session, name=collection).id
+    rows = session.scalars(select(Item.vector).where(Item.collection_id == cid))
+    return np.array([np.asarray(v, dtype=np.float32) for v in rows])
+
+
+def synthetic(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(real), n), rng.integers(0, len(real), n)
+    mix = rng.random((n, 1)).astype(np.float32)
+    noise = rng.normal(size=(n, real.shape[1])).astype(np.float32) * real.std(0) * 0.5
+    out = mix * real[a] + (1 - mix) * real[b] + noise
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def build(
+    sessions: sessionmaker[Session], encoder: Encoder, settings: Settings, vectors: np.ndarray
+) -> str:
+    """A collection of these image vectors: rows in bulk, then one HNSW build."""
+    name = f"bench-search-{len(vectors)}-{uuid.uuid4().hex[:6]}"
+    with sessions() as session:
+        collection = repository.ensure_collection(
+            session=session,
+            name=name,
+            model=encoder.name,
+            model_version=encoder.version,
+            dim=encoder.dim,
+            fusion="sum",
+            hnsw_m=settings.hnsw_m,
+            hnsw_ef_construction=settings.hnsw_ef_construction,
+        )
+        repository.drop_item_index(session=session, collection=collection)
+        for start in range(0, len(vectors), repository.UPSERT_ROWS):
+            rows = [
+                repository.ItemRow(f"ext:{i}", str(i), "image", None, None, {}, str(i), vectors[i])
+                for i in range(start, min(start + repository.UPSERT_ROWS, len(vectors)))
+            ]
+            repository.upsert_items(session=session, collection=collection, rows=rows)
+        session.commit()
+        session.execute(text("SET maintenance_work_mem = '1GB'"))
+        repository.create_indexes(
+            session=session,
+            collection=collection,
+            m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+        )
+        session.execute(text("ANALYZE items"))
+        session.commit()
+    return name
+
+
+def recall(
+    sessions: sessionmaker[Session], name: str, vectors: np.ndarray, queries: np.ndarray, ef: int
+) -> tuple[float, float]:
+    """(recall@10 of the index against exact search, mean ANN milliseconds) at `ef`."""
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found, took = 0, 0.0
+    with sessions() as session:
+        collection = session.scalar(select(Collection).where(Collection.name == name))
+        assert collection is not None
+        for q, truth in zip(queries, exact, strict=True):
+            t0 = time.perf_counter()
+            hits = repository.search_items(
+                session=session, collection=collection, query=q, kinds=["image"], k=10, ef_search=ef
+            )
+            session.commit()
+            took += time.perf_counter() - t0
+            found += len({int(h.external_id or -1) for h in hits} & set(truth.tolist()))
+    return found / (10 * len(queries)), 1e3 * took / len(queries)
+
+
+def latency(client: Client, name: str, texts: list[str]) -> dict[str, float]:
+    """p50/p95 of enqueue → result for text queries, and the encode / ANN / queue parts."""
+    total, encode, ann = [], [], []
+    for t in texts:
+        t0 = time.perf_counter()
+        result = client.search(collection=name, text=t, targets=["image"], k=10).result(60)
+        total.append(1e3 * (time.perf_counter() - t0))
+        assert isinstance(result, SearchResult)
+        encode.append(result.timings_ms["encode"])
+        ann.append(result.timings_ms["ann"])
+    queue = np.array(total) - np.array(encode) - np.array(ann)
+    return {
+        "p50_ms": float(np.percentile(total, 50)),
+        "p95_ms": float(np.percentile(total, 95)),
+        "encode_p50_ms": float(np.percentile(encode, 50)),
+        "ann_p50_ms": float(np.percentile(ann, 50)),
+        "queue_p50_ms": float(np.percentile(queue, 50)),
+        "p50_beyond_encode_ms": float(np.percentile(np.array(total) - np.array(encode), 50)),
+    }
+
+
+def qps(client: Client, name: str, texts: list[str], producers: int = 8) -> float:
+    """Queries per second with `producers` threads each waiting for its own results."""
+
+    def run(chunk: list[str]) -> None:
+        for t in chunk:
+            client.search(collection=name, text=t, targets=["image"], k=10).result(60)
+
+    chunks = [texts[i::producers] for i in range(producers)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(producers) as pool:
+        list(pool.map(run, chunks))
+    return len(texts) / (time.perf_counter() - t0)

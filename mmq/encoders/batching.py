@@ -1,0 +1,117 @@
+"""Dynamic batching: concurrent callers' encode requests merged into model batches.
+
+A worker running tasks in threads (the default pool) serves many small messages at once,
+often one item each. Each task decodes its own input in its own thread, then hands it to
+the one model thread here, which merges whatever requests are waiting (up to `max_batch`
+items, waiting at most `max_wait_s` for more) into a single forward pass and hands each
+caller its rows back. Decoding in the task threads overlaps with the model's work.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mmq.encoders.base import Encoder
+
+
+@dataclass
+class _Request:
+    modality: str  # "image" (inputs: a prepared batch) or "text" (inputs: strings)
+    inputs: Any
+    n: int
+    done: Future[np.ndarray] = field(default_factory=Future)
+
+
+class BatchingEncoder(Encoder):
+    """Wraps an encoder; thread-safe; one model thread does every forward pass."""
+
+    def __init__(self, inner: Encoder, *, max_batch: int, max_wait_s: float) -> None:
+        super().__init__(inner.requested_device)
+        self.inner, self.max_batch, self.max_wait_s = inner, max_batch, max_wait_s
+        self.name = inner.name
+        self.cut_distance = inner.cut_distance
+        self._requests: queue.Queue[_Request] = queue.Queue()
+        self._held: _Request | None = None  # taken while batching the other modality
+        self.forward_passes = self.items_encoded = 0  # their ratio: the mean batch size
+
+    def _load(self) -> None:
+        self.inner.load()
+        self.device, self.dim, self.version = self.inner.device, self.inner.dim, self.inner.version
+        threading.Thread(target=self._serve, name="mmq-encoder", daemon=True).start()
+
+    def prepare_images(self, images: list[Image.Image]) -> Any:
+        return self.inner.prepare_images(images)  # in the calling task's thread
+
+    def _encode_prepared(self, prepared: Any) -> np.ndarray:
+        return self._submit("image", prepared, len(prepared))
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self._submit("text", texts, len(texts))
+
+    def _submit(self, modality: str, inputs: Any, n: int) -> np.ndarray:
+        request = _Request(modality, inputs, n)
+        self._requests.put(request)
+        return request.done.result()
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._next_batch()
+            try:
+                self._run(batch)
+            except BaseException as exc:  # never let the model thread die
+                for request in batch:
+                    if not request.done.done():
+                        request.done.set_exception(exc)
+
+    def _next_batch(self) -> list[_Request]:
+        first = self._held or self._requests.get()
+        self._held = None
+        batch, size = [first], first.n
+        deadline = time.monotonic() + self.max_wait_s
+        while size < self.max_batch:
+            try:
+                request = self._requests.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if request.modality != first.modality:
+                self._held = request  # it starts the next batch
+                break
+            batch.append(request)
+            size += request.n
+        return batch
+
+    def _run(self, batch: list[_Request]) -> None:
+        try:
+            rows = self._encode(batch)
+        except Exception:
+            if len(batch) == 1:
+                raise
+            # One caller's bad input must not fail the others: encode each request alone.
+            for request in batch:
+                try:
+                    request.done.set_result(self._encode([request]))
+                except Exception as exc:
+                    request.done.set_exception(exc)
+            return
+        self.forward_passes, self.items_encoded = (
+            self.forward_passes + 1,
+            self.items_encoded + len(rows),
+        )
+        start = 0
+        for request in batch:
+            request.done.set_result(rows[start : start + request.n])
+            start += request.n
+
+    def _encode(self, batch: list[_Request]) -> np.ndarray:
+        n = sum(request.n for request in batch)
+        if batch[0].modality == "text":
+            return self.inner.encode_texts([t for request in batch for t in request.inputs])
+        return self.inner.encode_prepared(self.inner.join_prepared([r.inputs for r in batch]), n)

@@ -1,0 +1,69 @@
+"""Dynamic batching in a threads-pool worker: concurrent encodes merged into model batches."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmq.encoders.base import Encoder
+from mmq.encoders.batching import BatchingEncoder
+
+pytestmark = pytest.mark.slow
+
+
+def pictures(n: int) -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def concurrently(fn, args: list) -> list:  # type: ignore[no-untyped-def, type-arg]
+    out: list = [None] * len(args)  # type: ignore[type-arg]
+    start = threading.Barrier(len(args))
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            out[i] = fn(args[i])
+        except Exception as exc:
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(args))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_concurrent_encodes_share_forward_passes_and_match_the_model(encoder: Encoder) -> None:
+    batching = BatchingEncoder(encoder, max_batch=8, max_wait_s=0.2).load()
+    assert (batching.name, batching.dim, batching.version) == (
+        encoder.name,
+        encoder.dim,
+        encoder.version,
+    )
+    images = pictures(8)
+    found = concurrently(lambda im: batching.encode_images([im])[0], images)
+    assert batching.items_encoded == 8 and batching.forward_passes < 8
+    np.testing.assert_allclose(np.stack(found), encoder.encode_images(images), atol=1e-5)
+    texts = ["a cat", "a cup of coffee", "a rocket"]
+    found = concurrently(lambda t: batching.encode_texts([t])[0], texts)
+    np.testing.assert_allclose(np.stack(found), encoder.encode_texts(texts), atol=1e-5)
+
+
+def test_a_bad_request_fails_alone(encoder: Encoder) -> None:
+    batching = BatchingEncoder(encoder, max_batch=8, max_wait_s=0.2).load()
+    good = encoder.prepare_images(pictures(1))
+    bad = torch.zeros((1, 3, 7, 7))  # a batch that cannot join the others
+
+    def encode(prepared: torch.Tensor) -> np.ndarray:
+        return batching.encode_prepared(batching.join_prepared([prepared]), 1)
+
+    found = concurrently(encode, [good, bad, good])
+    assert isinstance(found[1], Exception)
+    for row in (found[0], found[2]):
+        np.testing.assert_allclose(row, encoder.encode_images(pictures(1)), atol=1e-5)
