@@ -43,6 +43,8 @@ def get_runtime() -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None:
+            import torch
+
             settings = get_settings()
             urls = resolve_urls(settings)
             encoder: Encoder = get_encoder(
@@ -55,7 +57,13 @@ def get_runtime() -> Runtime:
                     max_wait_s=settings.encode_wait_ms / 1000,
                 )
             encoder.load()
-            log.info("loaded %s (version %s) on %s", encoder.name, encoder.version, encoder.device)
+            log.info(
+                "loaded %s (version %s) on %s, %d torch threads",
+                encoder.name,
+                encoder.version,
+                encoder.device,
+                torch.get_num_threads(),
+            )
             engine = make_engine(urls.database_url)
             _runtime = Runtime(settings, encoder, engine, make_sessionmaker(engine))
         return _runtime

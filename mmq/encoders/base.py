@@ -6,6 +6,7 @@ import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,16 @@ class Encoder(ABC):
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.encode_prepared(self.prepare_images(list(images)), len(images))
+
+    def submit_images(self, images: Sequence[Image.Image]) -> Future[np.ndarray]:
+        """`encode_images` as a future. Here it is done on return; a batching encoder
+        returns at once, so the caller can decode its next images while the model works."""
+        done: Future[np.ndarray] = Future()
+        try:
+            done.set_result(self.encode_images(images))
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
 
     def prepare_images(self, images: list[Image.Image]) -> Any:
         """The model's input batch (resized, cropped, normalised): CPU work that touches no

@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,16 +51,24 @@ class BatchingEncoder(Encoder):
     def prepare_images(self, images: list[Image.Image]) -> Any:
         return self.inner.prepare_images(images)  # in the calling task's thread
 
+    def submit_images(self, images: Sequence[Image.Image]) -> Future[np.ndarray]:
+        self.load()
+        try:
+            prepared = self.prepare_images(list(images))
+        except Exception:
+            return super().submit_images(images)  # fails (or not) alone, as a future
+        return self._submit("image", prepared, len(images))
+
     def _encode_prepared(self, prepared: Any) -> np.ndarray:
-        return self._submit("image", prepared, len(prepared))
+        return self._submit("image", prepared, len(prepared)).result()
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        return self._submit("text", texts, len(texts))
+        return self._submit("text", texts, len(texts)).result()
 
-    def _submit(self, modality: str, inputs: Any, n: int) -> np.ndarray:
+    def _submit(self, modality: str, inputs: Any, n: int) -> Future[np.ndarray]:
         request = _Request(modality, inputs, n)
         self._requests.put(request)
-        return request.done.result()
+        return request.done
 
     def _serve(self) -> None:
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,10 @@ from mmq.store import repository
 from mmq.store.segments import SegmentRow, drop_segments, replace_segments
 
 log = logging.getLogger(__name__)
+
+# Images per submission to the encoder: small, so the model starts early; the batching
+# encoder merges submissions from all tasks into batches of MMQ_ENCODE_BATCH_SIZE.
+SUBMIT_EVERY = 4
 
 
 @dataclass
@@ -59,6 +64,10 @@ def ingest(
     results: dict[int, ItemResult] = {}
     decoded: list[_Decoded] = []
     videos: list[tuple[int, IngestItem]] = []
+    # Images go to the encoder a few at a time as they are decoded: with a batching encoder
+    # the model works on the first ones while this thread decodes the rest.
+    submitted: list[tuple[list[_Decoded], Future[np.ndarray]]] = []
+    waiting: list[_Decoded] = []
     for index, raw in enumerate(request.items):
         try:
             item = IngestItem.model_validate(raw)
@@ -69,12 +78,22 @@ def ingest(
             _check_metadata(item, settings)
             if item.is_video:
                 videos.append((index, item))
-            else:
-                decoded.append(_decode(index, item, settings))
+                continue
+            d = _decode(index, item, settings)
         except MediaError as exc:
             results[index] = _failed(index, item, str(exc))
+            continue
+        decoded.append(d)
+        if d.image is not None:
+            waiting.append(d)
+        if len(waiting) >= SUBMIT_EVERY:
+            submitted.append(_submit_images(encoder, waiting))
+            waiting = []
+    if waiting:
+        submitted.append(_submit_images(encoder, waiting))
 
-    _encode_all(encoder, decoded, results, settings.encode_batch_size)
+    _collect_images(encoder, submitted, results)
+    _encode_texts(encoder, decoded, results, settings.encode_batch_size)
     indexed = _index_videos(encoder, videos, results, settings)
 
     fusion: FusionName = collection.fusion  # type: ignore[assignment]
@@ -185,33 +204,56 @@ def _check_metadata(item: IngestItem, settings: Settings) -> None:
         raise MediaError(f"metadata is {size} bytes, the limit is {settings.max_metadata_bytes}")
 
 
-def _encode_all(
+def _submit_images(
+    encoder: Encoder, batch: list[_Decoded]
+) -> tuple[list[_Decoded], Future[np.ndarray]]:
+    return batch, encoder.submit_images([d.image for d in batch if d.image is not None])
+
+
+def _collect_images(
+    encoder: Encoder,
+    submitted: list[tuple[list[_Decoded], Future[np.ndarray]]],
+    results: dict[int, ItemResult],
+) -> None:
+    """Wait for the submitted image batches; a batch that failed is retried item by item."""
+    for batch, future in submitted:
+        try:
+            vectors = future.result()
+        except Exception:
+            log.exception("batch encode failed; isolating the bad item")
+            _encode_alone(encoder, "image", batch, results)
+            continue
+        for d, vector in zip(batch, vectors, strict=True):
+            d.vectors["image"] = vector
+
+
+def _encode_texts(
     encoder: Encoder, decoded: list[_Decoded], results: dict[int, ItemResult], batch_size: int
 ) -> None:
-    """Encode images then texts in batches; a batch that fails is retried item by item."""
-    for modality in ("image", "text"):
-        todo = [d for d in decoded if getattr(d, modality) is not None]
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            try:
-                vectors = _encode(encoder, modality, batch)
-            except Exception:
-                log.exception("batch encode failed; isolating the bad item")
-                vectors = None
-            for i, d in enumerate(batch):
-                if vectors is not None:
-                    d.vectors[modality] = vectors[i]
-                    continue
-                try:
-                    d.vectors[modality] = _encode(encoder, modality, [d])[0]
-                except Exception as exc:
-                    results[d.index] = _failed(d.index, d.item, f"{modality} encoder: {exc}")
+    todo = [d for d in decoded if d.text is not None]
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        try:
+            vectors = encoder.encode_texts([d.text for d in batch if d.text is not None])
+        except Exception:
+            log.exception("batch encode failed; isolating the bad item")
+            _encode_alone(encoder, "text", batch, results)
+            continue
+        for d, vector in zip(batch, vectors, strict=True):
+            d.vectors["text"] = vector
 
 
-def _encode(encoder: Encoder, modality: str, batch: list[_Decoded]) -> np.ndarray:
-    if modality == "image":
-        return encoder.encode_images([d.image for d in batch if d.image is not None])
-    return encoder.encode_texts([d.text for d in batch if d.text is not None])
+def _encode_alone(
+    encoder: Encoder, modality: str, batch: list[_Decoded], results: dict[int, ItemResult]
+) -> None:
+    for d in batch:
+        try:
+            if modality == "image" and d.image is not None:
+                d.vectors["image"] = encoder.encode_images([d.image])[0]
+            elif d.text is not None:
+                d.vectors["text"] = encoder.encode_texts([d.text])[0]
+        except Exception as exc:
+            results[d.index] = _failed(d.index, d.item, f"{modality} encoder: {exc}")
 
 
 def _row(d: _Decoded, vector: np.ndarray) -> repository.ItemRow:
