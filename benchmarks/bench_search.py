@@ -1,8 +1,8 @@
 """Search: latency through the queue, HNSW recall against exact search, QPS under load.
 
 Used by benchmarks/bench.py (`make bench`). Collections hold the real image vectors of the
-ingest run plus synthetic ones drawn from the same distribution (a random mix of two real
-vectors plus Gaussian noise of the real per-dimension spread), to reach 10k and 100k.
+ingest run plus synthetic ones drawn from the same distribution (a Gaussian with the real
+vectors' mean and covariance, normalised), to reach 10k and 100k.
 """
 
 from __future__ import annotations
@@ -30,11 +30,14 @@ def real_vectors(session: Session, collection: str) -> np.ndarray:
 
 
 def synthetic(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors from a Gaussian with the real vectors' mean and covariance. Their
+    nearest-neighbour cosines resemble the real ones (0.62 against 0.66 for the Flickr
+    photos with `lite`); mixing pairs of real vectors instead leaves near-copies of each
+    real vector, an easier index."""
     rng = np.random.default_rng(seed)
-    a, b = rng.integers(0, len(real), n), rng.integers(0, len(real), n)
-    mix = rng.random((n, 1)).astype(np.float32)
-    noise = rng.normal(size=(n, real.shape[1])).astype(np.float32) * real.std(0) * 0.5
-    out = mix * real[a] + (1 - mix) * real[b] + noise
+    centred = real - real.mean(0)
+    z = rng.normal(size=(n, len(real))).astype(np.float32) / np.sqrt(len(real) - 1)
+    out = real.mean(0) + z @ centred
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 

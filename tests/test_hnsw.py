@@ -109,7 +109,7 @@ def test_recall_at_10_against_exact_search(big) -> None:  # type: ignore[no-unty
         print(f"\nrecall@{K}, ef_search={ef}, {N} uniform {DIM}-d vectors: {recall[ef]:.3f}")
     session.execute(text("RESET enable_sort"))
     session.commit()
-    # Measured here: 0.585 at the default 100 and 0.942 at 400 (m=16, ef_construction=64).
+    # Uniform vectors are the worst case for a graph index (real ones: `make bench`).
     assert recall[default] >= 0.5
     assert recall[400] >= 0.9 and recall[400] > recall[default]
 
