@@ -54,7 +54,7 @@ def main() -> int:
     client = Client(settings, urls)
     logs = settings.state_dir / "logs"
     with running_workers(client.app, log_dir=logs):
-        bench_ingest.through_queue(client, items[:16], chunk_size=16)  # warm-up
+        bench_ingest.through_queue(client, items[:64], chunk_size=16)  # warm-up
         chunk = settings.ingest_chunk_size
         out["ingest_batch"] = bench_ingest.through_queue(client, items, chunk_size=chunk)
         single = bench_ingest.through_queue(client, items, chunk_size=1)
@@ -81,7 +81,7 @@ def main() -> int:
             out["search"][str(size)] = row  # type: ignore[index]
     naive_env = {**os.environ, "MMQ_WORKER_POOL": "prefork"}
     with running_workers(client.app, queues=("ingest",), log_dir=logs, env=naive_env):
-        bench_ingest.through_queue(client, items[:4], chunk_size=1)  # warm-up
+        bench_ingest.through_queue(client, items[:64], chunk_size=1)  # warm-up
         out["ingest_naive"] = bench_ingest.through_queue(client, items, chunk_size=1)
     limit = out["limit"]["images_per_s"]  # type: ignore[index]
     out["ingest_ratio_to_limit"] = out["ingest_batch"] / limit  # type: ignore[operator]
