@@ -133,6 +133,8 @@ def print_table(out: dict) -> None:  # type: ignore[type-arg]
         f"{'  limit: forward pass alone':44s} {limit['images_per_s']:10.1f}"
         f"  (batch {limit['batch']}, {limit['threads']} threads)"
     )
+    curve = ", ".join(f"{k} {v:.0f}" for k, v in limit["curve"].items())
+    print(f"  (forward pass alone: {curve})")
     for key in ("ingest_batch", "ingest_one_per_message", "ingest_naive"):
         print(f"  {key:42s} {out[key]:10.1f}")
     for key in (
