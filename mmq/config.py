@@ -49,7 +49,8 @@ class Settings(BaseSettings):
 
     # Work shaping.
     ingest_chunk_size: int = Field(default=16, gt=0, le=1024)
-    # Items per model forward pass, and how long the model thread waits for more (threads pool).
+    # Items per model forward pass, and how long the model thread waits for more images
+    # (threads pool; texts never wait).
     encode_batch_size: int = Field(default=4, gt=0)
     encode_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     # "threads": one process and one model; tasks run in `worker_threads` threads whose

@@ -3,7 +3,7 @@
 A worker running tasks in threads (the default pool) serves many small messages at once,
 often one item each. Each task decodes its own input in its own thread, then hands it to
 the one model thread here, which merges whatever requests are waiting (up to `max_batch`
-items, waiting at most `max_wait_s` for more) into a single forward pass and hands each
+items, waiting at most `max_wait_s` for more images) into a single forward pass and hands each
 caller its rows back. Decoding in the task threads overlaps with the model's work.
 """
 
@@ -84,7 +84,10 @@ class BatchingEncoder(Encoder):
         first = self._held or self._requests.get()
         self._held = None
         batch, size = [first], first.n
-        deadline = time.monotonic() + self.max_wait_s
+        # Only images wait for company: other tasks are decoding theirs and will submit in a
+        # moment. Texts (search queries, captions) take what is already queued and go, so a
+        # lone query pays no wait.
+        deadline = time.monotonic() + (self.max_wait_s if first.modality == "image" else 0.0)
         while size < self.max_batch:
             try:
                 request = self._requests.get(timeout=max(0.0, deadline - time.monotonic()))

@@ -248,10 +248,12 @@ def _encode_alone(
 ) -> None:
     for d in batch:
         try:
-            if modality == "image" and d.image is not None:
-                d.vectors["image"] = encoder.encode_images([d.image])[0]
-            elif d.text is not None:
-                d.vectors["text"] = encoder.encode_texts([d.text])[0]
+            if modality == "image":
+                d.vectors["image"] = encoder.encode_images(
+                    [d.image] if d.image is not None else []
+                )[0]
+            else:
+                d.vectors["text"] = encoder.encode_texts([d.text] if d.text is not None else [])[0]
         except Exception as exc:
             results[d.index] = _failed(d.index, d.item, f"{modality} encoder: {exc}")
 
