@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from mmq.broker import celery_config
 from mmq.config import get_settings
@@ -31,9 +31,10 @@ def _load_model(**_: Any) -> None:
     get_runtime()
 
 
-@worker_init.connect
+@worker_ready.connect
 def _load_model_in_threads_pool(**_: Any) -> None:
-    # The threads pool runs tasks in this process, which forks no pool processes.
+    # The threads pool runs tasks in this process, which forks no pool processes. Loaded
+    # once logging is set up; a task that arrives first waits for the same load.
     if get_settings().worker_pool == "threads":
         from workers.runtime import get_runtime
 
