@@ -27,7 +27,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check mmq workers tests migrations benchmarks
-	$(VENV)/bin/mypy mmq workers
+	$(VENV)/bin/mypy mmq workers benchmarks
 
 # Held-out evaluation of the shipped recipe: a head trained (as the shipped one, fixed steps)
 # on half of flickr8k-dev, then ConSE and that head through the queue on the other half.

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from benchmarks import bench_ingest, bench_queue, bench_search
 from mmq.cli.sources import read_captions
@@ -27,6 +29,7 @@ from mmq.embedded import export_urls, resolve_urls
 from mmq.encoders import get_encoder
 from mmq.store.db import make_engine, make_sessionmaker
 from mmq.store.migrate import upgrade
+from mmq.store.tables import Collection
 
 CAPTIONS = bench_ingest.FLICKR.parent / "captions.csv"
 EF_SEARCH = (40, 100, 200, 400)
@@ -65,7 +68,7 @@ def main() -> int:
         }
         sessions = make_sessionmaker(make_engine(urls.database_url))
         with sessions() as session:
-            real = bench_search.real_vectors(session, single_collection(client, session))
+            real = bench_search.real_vectors(session, latest_ingest_collection(session))
         query_vectors = encoder.encode_texts(texts)
         out["search"] = {}
         for size in (int(s) for s in args.sizes.split(",")):
@@ -97,18 +100,15 @@ def main() -> int:
     return 0
 
 
-def single_collection(client: Client, session: object) -> str:
-    """The most recent ingest collection (the one-item-per-message run): its real vectors."""
-    from sqlalchemy import select
-
-    from mmq.store.tables import Collection
-
-    names = session.scalars(  # type: ignore[attr-defined]
+def latest_ingest_collection(session: Session) -> str:
+    """The newest ingest collection of this run (one item per message): its real vectors."""
+    names = session.scalars(
         select(Collection.name)
         .where(Collection.name.like("bench-%"))
+        .where(Collection.name.not_like("bench-search-%"))
         .order_by(Collection.id.desc())
     )
-    return next(n for n in names if not n.startswith("bench-search"))
+    return next(iter(names))
 
 
 def queries(n: int) -> list[str]:

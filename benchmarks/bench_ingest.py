@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -35,7 +36,7 @@ def photo_items(n: int, work: Path) -> tuple[list[IngestItem], str]:
     return items, f"{len(items)} {source}"
 
 
-def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, float]:
+def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, Any]:
     """The model's forward pass alone on pre-decoded images already at its input size, at
     the best batch size and thread count: what the pipeline around it could at most reach."""
     import torch
@@ -45,8 +46,8 @@ def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, float]:
         image = Image.open(item.image_path or "").convert("RGB")
         images.append(image.resize((224, 224), Image.Resampling.BICUBIC))
     encoder.encode_images(images[:8])  # warm-up
-    best: dict[str, object] = {"images_per_s": 0.0}
-    curve = {}
+    best: dict[str, float] = {"images_per_s": 0.0}
+    curve: dict[str, float] = {}
     threads_before = torch.get_num_threads()
     for threads in sorted({1, threads_before}):
         torch.set_num_threads(threads)
@@ -56,7 +57,7 @@ def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, float]:
                 encoder.encode_images(images[start : start + batch])
             rate = len(images) / (time.perf_counter() - t0)
             curve[f"batch {batch}, {threads} threads"] = rate
-            if rate > best["images_per_s"]:  # type: ignore[operator]
+            if rate > best["images_per_s"]:
                 best = {"images_per_s": rate, "batch": batch, "threads": threads}
     torch.set_num_threads(threads_before)
     return {**best, "curve": curve}
