@@ -22,13 +22,11 @@ from sqlalchemy.orm import Session
 
 from benchmarks import bench_ingest, bench_queue, bench_search
 from mmq.cli.sources import read_captions
-from mmq.cli.spawn import running_workers
+from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
-from mmq.embedded import export_urls, resolve_urls
 from mmq.encoders import get_encoder
 from mmq.store.db import make_engine, make_sessionmaker
-from mmq.store.migrate import upgrade
 from mmq.store.tables import Collection
 
 CAPTIONS = bench_ingest.FLICKR.parent / "captions.csv"
@@ -44,9 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     t_start = time.monotonic()
     settings = get_settings()
-    urls = resolve_urls(settings)
-    export_urls(urls)
-    upgrade(urls.database_url)
+    urls = ready_servers(settings)
     work = settings.state_dir / "bench"
     encoder = get_encoder(settings.model, settings.device, cache_dir=settings.state_dir / "cache")
     encoder.load()

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from mmq.cli.demo import write_photos
 from mmq.cli.demo_video import SHOTS, write_demo_video
-from mmq.cli.spawn import running_workers
+from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
-from mmq.embedded import export_urls, resolve_urls
 from mmq.schemas import IngestItem, IngestResult
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
@@ -76,11 +75,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     settings = get_settings()
-    urls = resolve_urls(settings)
-    export_urls(urls)
-    from mmq.store.migrate import upgrade
-
-    upgrade(urls.database_url)
+    urls = ready_servers(settings)
     work = settings.state_dir / "bench-video"
     work.mkdir(parents=True, exist_ok=True)
     if CLIPS.is_dir():

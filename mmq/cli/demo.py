@@ -9,10 +9,9 @@ from pathlib import Path
 
 from mmq.cli.commands import hit_json, print_hits
 from mmq.cli.demo_video import write_demo_video
-from mmq.cli.spawn import running_workers
+from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
-from mmq.embedded import export_urls, resolve_urls
 from mmq.schemas import IngestItem, IngestResult, SearchResult
 
 # skimage.data photo → short caption. (`cat()` is chelsea again, so it is left out.)
@@ -52,11 +51,7 @@ def write_photos(folder: Path) -> dict[str, Path]:
 def run_demo(args: argparse.Namespace) -> int:
     settings = get_settings()
     t0 = time.monotonic()
-    urls = resolve_urls(settings)
-    export_urls(urls)
-    from mmq.store.migrate import upgrade
-
-    upgrade(urls.database_url)
+    urls = ready_servers(settings)
     print(f"servers ready and schema migrated in {time.monotonic() - t0:.1f}s")
     client = Client(settings, urls)
     photos = write_photos(settings.state_dir / "demo-photos")

@@ -10,10 +10,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from mmq.cli.sources import read_captions
-from mmq.cli.spawn import running_workers
+from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
-from mmq.embedded import export_urls, resolve_urls
 from mmq.schemas import IngestItem, IngestResult, SearchResult
 
 KS = (1, 5, 10)
@@ -21,11 +20,7 @@ KS = (1, 5, 10)
 
 def run_eval(args: argparse.Namespace) -> int:
     settings = get_settings()
-    urls = resolve_urls(settings)
-    export_urls(urls)
-    from mmq.store.migrate import upgrade
-
-    upgrade(urls.database_url)
+    urls = ready_servers(settings)
     captions = read_captions(args.captions)
     images = sorted(p for p in Path(args.images).iterdir() if p.name in captions)
     if args.only:

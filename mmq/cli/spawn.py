@@ -1,4 +1,4 @@
-"""Start and stop worker processes for the demo, eval and tests."""
+"""Start and stop worker processes for the demo, eval, benchmarks and tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from celery import Celery
+
+from mmq.config import Settings
+from mmq.embedded import Urls, export_urls, resolve_urls
+
+
+def ready_servers(settings: Settings) -> Urls:
+    """Start (or reuse) the servers, export their URLs for the workers this process spawns,
+    and bring the schema up to date: what a self-contained run needs before its workers."""
+    from mmq.store.migrate import upgrade
+
+    urls = resolve_urls(settings)
+    export_urls(urls)
+    upgrade(urls.database_url)
+    return urls
 
 
 def worker_command(queue: str) -> list[str]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -215,16 +217,9 @@ def _collect_images(
     submitted: list[tuple[list[_Decoded], Future[np.ndarray]]],
     results: dict[int, ItemResult],
 ) -> None:
-    """Wait for the submitted image batches; a batch that failed is retried item by item."""
+    """Wait for the submitted image batches."""
     for batch, future in submitted:
-        try:
-            vectors = future.result()
-        except Exception:
-            log.exception("batch encode failed; isolating the bad item")
-            _encode_alone(encoder, "image", batch, results)
-            continue
-        for d, vector in zip(batch, vectors, strict=True):
-            d.vectors["image"] = vector
+        _store_vectors(encoder, "image", batch, future.result, results)
 
 
 def _encode_texts(
@@ -233,14 +228,26 @@ def _encode_texts(
     todo = [d for d in decoded if d.text is not None]
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        try:
-            vectors = encoder.encode_texts([d.text for d in batch if d.text is not None])
-        except Exception:
-            log.exception("batch encode failed; isolating the bad item")
-            _encode_alone(encoder, "text", batch, results)
-            continue
-        for d, vector in zip(batch, vectors, strict=True):
-            d.vectors["text"] = vector
+        texts = [d.text for d in batch if d.text is not None]
+        _store_vectors(encoder, "text", batch, partial(encoder.encode_texts, texts), results)
+
+
+def _store_vectors(
+    encoder: Encoder,
+    modality: str,
+    batch: list[_Decoded],
+    encode: Callable[[], np.ndarray],
+    results: dict[int, ItemResult],
+) -> None:
+    """The batch's vectors from `encode`; if the batch failed, each item is retried alone."""
+    try:
+        vectors = encode()
+    except Exception:
+        log.exception("batch encode failed; isolating the bad item")
+        _encode_alone(encoder, modality, batch, results)
+        return
+    for d, vector in zip(batch, vectors, strict=True):
+        d.vectors[modality] = vector
 
 
 def _encode_alone(
