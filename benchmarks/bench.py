@@ -52,7 +52,8 @@ def main() -> int:
     out["limit"] = bench_ingest.model_limit(encoder, items)
     client = Client(settings, urls)
     logs = settings.state_dir / "logs"
-    with running_workers(client.app, log_dir=logs):
+    roots = sorted({Path(it.image_path).parent for it in items if it.image_path})
+    with running_workers(client.app, log_dir=logs, roots=roots):
         bench_ingest.through_queue(client, items[:64], chunk_size=16)  # warm-up
         chunk = settings.ingest_chunk_size
         out["ingest_batch"] = bench_ingest.through_queue(client, items, chunk_size=chunk)
@@ -79,7 +80,7 @@ def main() -> int:
             row["qps_8_producers"] = bench_search.qps(client, name, texts * 2)
             out["search"][str(size)] = row  # type: ignore[index]
     naive_env = {**os.environ, "MMQ_WORKER_POOL": "prefork"}
-    with running_workers(client.app, queues=("ingest",), log_dir=logs, env=naive_env):
+    with running_workers(client.app, queues=("ingest",), log_dir=logs, env=naive_env, roots=roots):
         bench_ingest.through_queue(client, items[:64], chunk_size=1)  # warm-up
         out["ingest_naive"] = bench_ingest.through_queue(client, items, chunk_size=1)
     limit = out["limit"]["images_per_s"]  # type: ignore[index]

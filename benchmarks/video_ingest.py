@@ -87,7 +87,9 @@ def main() -> int:
     if not long_video.exists():
         concatenate(clips, long_video, args.repeat)
     client = Client(settings, urls)
-    with running_workers(client.app, log_dir=settings.state_dir / "logs"):
+    with running_workers(
+        client.app, log_dir=settings.state_dir / "logs", roots=[work, *{c.parent for c in clips}]
+    ):
         measure(client, clips[:1])  # the worker loads its model on the first task
         results = {"clips": measure(client, clips), "long": measure(client, [long_video])}
     if args.json:

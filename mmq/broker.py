@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery
 
+from mmq.config import Settings
 from mmq.embedded import Urls
 
 # Task and queue names are the contract between producers and workers.
@@ -17,13 +18,13 @@ INGEST_QUEUE = "ingest"
 SEARCH_QUEUE = "search"
 
 
-def make_celery(urls: Urls, *, result_expires_s: int = 7 * 24 * 3600) -> Celery:
+def make_celery(urls: Urls, settings: Settings) -> Celery:
     app = Celery("mmq")
-    app.conf.update(celery_config(urls, result_expires_s=result_expires_s))
+    app.conf.update(celery_config(urls, settings))
     return app
 
 
-def celery_config(urls: Urls, *, result_expires_s: int) -> dict[str, Any]:
+def celery_config(urls: Urls, settings: Settings) -> dict[str, Any]:
     return dict(
         broker_url=urls.broker_url,
         result_backend=urls.result_backend,
@@ -39,12 +40,22 @@ def celery_config(urls: Urls, *, result_expires_s: int) -> dict[str, Any]:
         task_default_queue=INGEST_QUEUE,
         # "running" is visible to producers, not only queued/done.
         task_track_started=True,
-        result_expires=result_expires_s,
+        result_expires=settings.result_expires_s,
         # A message is acknowledged only after its task finished, so a worker that dies
         # mid-task leaves it to be redelivered (ingest is idempotent).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Every task is time-limited, and Redis redelivers an unacknowledged message only
+        # once the longest task has surely ended (Settings checks the order of the three).
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # A result write during a broker restart is retried, not lost with the task.
+        result_backend_always_retry=True,
+        result_backend_max_retries=20,
+        worker_max_memory_per_child=settings.max_worker_memory_mb * 1024,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import psycopg
 from celery import Celery
 from celery import states as celery_states
-from celery.result import AsyncResult, GroupResult
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK, SEARCH_QUEUE, SEARCH_TASK, make_celery
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
+from mmq.jobs import store
 from mmq.schemas import (
     ALL_KINDS,
     FusionName,
@@ -23,7 +28,6 @@ from mmq.schemas import (
     IngestRequest,
     IngestResult,
     ItemKind,
-    ItemResult,
     JobState,
     JobStatus,
     SearchRequest,
@@ -35,92 +39,89 @@ class JobFailed(RuntimeError):
     """The job ended in failure; the message is the worker's error."""
 
 
+class JobTimeout(TimeoutError):
+    """The job did not end within the time asked for; it goes on."""
+
+
 # Anything past "received" means a worker has taken the task.
 _TAKEN = {celery_states.STARTED, celery_states.RETRY, *celery_states.READY_STATES}
 
 
+class _JobTables:
+    """The producer's connection to the job tables in PostgreSQL, opened on first use."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = store.psycopg_url(database_url)
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def conn(self) -> Iterator[psycopg.Connection]:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.url, autocommit=True)
+            yield self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
 @dataclass
 class Job:
-    """A handle on enqueued work: one search task, or the chunk tasks of one ingest."""
+    """A handle on enqueued work: an ingest job (its state in PostgreSQL) or a search."""
 
     app: Celery
     id: str
     kind: str  # "ingest" or "search"
-    task_ids: list[str]
-    # Per chunk: (source, external_id) of its items, known to the producer that enqueued.
-    chunks: list[list[tuple[str, str | None]]] = field(default_factory=list)
-    collection: str = ""
-
-    def _results(self) -> list[AsyncResult]:
-        return [AsyncResult(tid, app=self.app) for tid in self.task_ids]
+    tables: _JobTables | None = None  # ingest jobs only
 
     def status(self) -> JobStatus:
-        """queued / running / done / failed, with the first error if any."""
-        results = self._results()
-        states = [r.state for r in results]
-        done = sum(s in celery_states.READY_STATES for s in states)
-        error = next(
-            (
-                str(r.result)
-                for r, s in zip(results, states, strict=True)
-                if s in celery_states.PROPAGATE_STATES
-            ),
-            None,
-        )
-        state: JobState
-        if done == len(states):
-            state = "failed" if error else "done"
-        elif any(s in _TAKEN for s in states):
-            state = "running"
-        else:
-            state = "queued"
+        """queued / running / done / failed (a search), with the first error if any."""
+        if self.tables is not None:
+            with self.tables.conn() as conn:
+                return store.job_status(conn, self.id)
+        r = AsyncResult(self.id, app=self.app)
+        state: JobState = (
+            "failed" if r.state in celery_states.PROPAGATE_STATES
+            else "done" if r.state in celery_states.READY_STATES
+            else "running" if r.state in _TAKEN
+            else "queued"
+        )  # fmt: skip
         return JobStatus(
-            id=self.id, state=state, error=error, done_tasks=done, total_tasks=len(states)
+            id=self.id,
+            state=state,
+            error=str(r.result) if state == "failed" else None,
+            done_tasks=int(state in ("done", "failed")),
+            total_tasks=1,
         )
 
     def progress(self) -> tuple[int, int]:
-        """(items in finished chunks, all items) of an ingest this producer enqueued."""
-        sizes = [len(chunk) for chunk in self.chunks]
-        done = sum(n for n, r in zip(sizes, self._results(), strict=False) if r.ready())
-        return done, sum(sizes)
+        """(items that ended, all items) of an ingest."""
+        assert self.tables is not None, "only ingest jobs count items"
+        with self.tables.conn() as conn:
+            return store.job_progress(conn, self.id)
 
     def result(self, timeout: float | None = None) -> IngestResult | SearchResult:
-        """Wait for the job. Search failures raise JobFailed; a failed ingest chunk marks its
-        items failed with the chunk's error, so one bad chunk never hides the others."""
+        """Wait for the job. A failed search raises JobFailed; an ingest returns every item,
+        stored or failed with its reason. Past `timeout`, JobTimeout (the job goes on)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self.kind == "search":
-            (r,) = self._results()
+        if self.tables is None:
+            r = AsyncResult(self.id, app=self.app)
             try:
                 return SearchResult.model_validate(r.get(timeout=_left(deadline)))
+            except CeleryTimeout:
+                raise JobTimeout(f"search {self.id} did not end in {timeout}s") from None
             except Exception as exc:
                 if r.state == "FAILURE":
                     raise JobFailed(str(exc)) from None
                 raise
-        items: list[ItemResult] = []
-        collection = self.collection
-        offset = 0
-        for i, r in enumerate(self._results()):
-            payload = r.get(timeout=_left(deadline), propagate=False)
-            chunk = self.chunks[i] if i < len(self.chunks) else []
-            if r.state == "SUCCESS":
-                part = IngestResult.model_validate(payload)
-                collection = part.collection
-                items.extend(
-                    it.model_copy(update={"index": it.index + offset}) for it in part.items
-                )
-            else:
-                items.extend(
-                    ItemResult(
-                        index=offset + j,
-                        source=src,
-                        external_id=ext,
-                        status="failed",
-                        error=str(payload),
-                    )
-                    for j, (src, ext) in enumerate(chunk)
-                )
-            offset = len(items)
-        return IngestResult(collection=collection, items=items)
+        while self.status().state != "done":
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobTimeout(f"ingest {self.id} did not end in {timeout}s")
+            time.sleep(0.1)
+        with self.tables.conn() as conn:
+            return store.job_result(conn, self.id)
 
 
 def _left(deadline: float | None) -> float | None:
@@ -137,7 +138,8 @@ class Client:
     def __init__(self, settings: Settings | None = None, urls: Urls | None = None) -> None:
         self.settings = settings or get_settings()
         self.urls = urls or resolve_urls(self.settings)
-        self.app = make_celery(self.urls, result_expires_s=self.settings.result_expires_s)
+        self.app = make_celery(self.urls, self.settings)
+        self.tables = _JobTables(self.urls.database_url)
 
     def ingest(
         self,
@@ -155,26 +157,29 @@ class Client:
         chunks = _chunks(parsed, chunk_size or self.settings.ingest_chunk_size)
         if not chunks:
             raise ValueError("nothing to ingest")
-        task_ids = []
-        for chunk in chunks:
-            request = IngestRequest(
-                collection=collection,
-                items=chunk,
-                fusion=fusion,
-                weights=dict(weights) if weights else None,
+        tasks = [
+            store.NewTask(
+                id=str(uuid.uuid4()),
+                request=IngestRequest(
+                    collection=collection,
+                    items=chunk,
+                    fusion=fusion,
+                    weights=dict(weights) if weights else None,
+                ).model_dump(mode="json"),
+                items=[(it.source, it.external_id) for it in chunk],
             )
-            task_ids.append(self._send(INGEST_TASK, INGEST_QUEUE, request.model_dump(mode="json")))
+            for chunk in chunks
+        ]
         job_id = str(uuid.uuid4())
-        group = GroupResult(job_id, [AsyncResult(t, app=self.app) for t in task_ids], app=self.app)
-        group.save()  # so `mmq status JOB_ID` can find the chunks from another process
-        return Job(
-            self.app,
-            job_id,
-            "ingest",
-            task_ids,
-            [[(it.source, it.external_id) for it in chunk] for chunk in chunks],
-            collection,
-        )
+        # The job is in PostgreSQL before any message: a message lost on its way (a broker
+        # down now, or losing it later) is sent again by the reconciler.
+        with self.tables.conn() as conn, conn.transaction():
+            store.create_job(conn, job_id=job_id, collection=collection, tasks=tasks)
+        for task in tasks:
+            self.app.send_task(
+                INGEST_TASK, args=[{"task_id": task.id}], queue=INGEST_QUEUE, task_id=task.id
+            )
+        return Job(self.app, job_id, "ingest", self.tables)
 
     def search(
         self,
@@ -209,20 +214,24 @@ class Client:
             segments=segments,
             min_score=min_score,
         )
-        task_id = self._send(SEARCH_TASK, SEARCH_QUEUE, request.model_dump(mode="json"))
-        return Job(self.app, task_id, "search", [task_id])
+        sent = self.app.send_task(
+            SEARCH_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
+        )
+        return Job(self.app, str(sent.id), "search")
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job by id (from `Job.id`)."""
-        group = GroupResult.restore(job_id, app=self.app)
-        if group is not None:
-            return Job(self.app, job_id, "ingest", [r.id for r in group.results])
-        return Job(self.app, job_id, "search", [job_id])
-
-    def _send(self, name: str, queue: str, payload: dict[str, Any]) -> str:
-        return str(self.app.send_task(name, args=[payload], queue=queue).id)
+        with self.tables.conn() as conn:
+            is_ingest = store.job_collection(conn, job_id) is not None
+        return Job(
+            self.app,
+            job_id,
+            "ingest" if is_ingest else "search",
+            self.tables if is_ingest else None,
+        )
 
     def close(self) -> None:
+        self.tables.close()
         self.app.close()
 
 

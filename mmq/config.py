@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mmq.schemas import FusionName
 
@@ -59,6 +60,27 @@ class Settings(BaseSettings):
     worker_pool: Literal["threads", "prefork"] = "threads"
     worker_threads: int = Field(default=8, gt=0, le=512)
     default_fusion: FusionName = "sum"
+
+    # Delivery (README "Reliability"). Every task gets these time limits: the soft one
+    # raises in the task (its pending items are tried again one at a time), the hard one
+    # kills it. Redis hands an unacknowledged message to another worker after the
+    # visibility timeout, so that must exceed the hard limit, or a slow task would run twice
+    # at once. Time limits are enforced by the prefork pool; see README for threads.
+    task_soft_time_limit_s: float = Field(default=1500.0, gt=0)
+    task_time_limit_s: float = Field(default=1800.0, gt=0)
+    visibility_timeout_s: float = Field(default=3600.0, gt=0)
+    # An item whose attempts did not finish this many times is quarantined (failed with
+    # its last error) instead of killing worker after worker.
+    max_item_attempts: int = Field(default=3, ge=1, le=100)
+    # Workers send again unfinished ingest tasks sent over `reconcile_after_s` ago that no
+    # live worker holds (a message the broker lost); they check every `reconcile_every_s`.
+    reconcile_after_s: float = Field(default=600.0, gt=0)
+    reconcile_every_s: float = Field(default=60.0, gt=0)
+    # Workers read image and video paths only under these directories (symlinks resolved),
+    # given as MMQ_INGEST_ROOTS=/data/photos:/data/videos. Unset: the working directory.
+    ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Prefork pool: a process past this resident memory is replaced after its task.
+    max_worker_memory_mb: int = Field(default=4096, gt=0)
     result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
 
     # ANN, chosen with `make bench`: on 100k vectors distributed like real `lite` photo
@@ -72,6 +94,17 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("ingest_roots", mode="before")
+    @classmethod
+    def _path_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    @property
+    def resolved_ingest_roots(self) -> list[Path]:
+        return [root.resolve() for root in self.ingest_roots or [Path.cwd()]]
 
     @field_validator("database_url")
     @classmethod
@@ -91,6 +124,16 @@ class Settings(BaseSettings):
     def _segment_lengths(self) -> Settings:
         if self.video_max_segment_s < self.video_min_segment_s:
             raise ValueError("MMQ_VIDEO_MAX_SEGMENT_S must be at least MMQ_VIDEO_MIN_SEGMENT_S")
+        return self
+
+    @model_validator(mode="after")
+    def _time_limits(self) -> Settings:
+        if not self.task_soft_time_limit_s < self.task_time_limit_s < self.visibility_timeout_s:
+            raise ValueError(
+                "need MMQ_TASK_SOFT_TIME_LIMIT_S < MMQ_TASK_TIME_LIMIT_S < "
+                "MMQ_VISIBILITY_TIMEOUT_S: a message must not be handed to a second worker "
+                "while the first may still run it"
+            )
         return self
 
     @property

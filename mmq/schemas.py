@@ -99,6 +99,12 @@ class RawIngestRequest(_IngestOptions):
     items: list[Any] = Field(min_length=1)
 
 
+class IngestTaskMessage(_Wire):
+    """What an ingest message carries: the id of a task whose request is in PostgreSQL."""
+
+    task_id: str = Field(min_length=1, max_length=64)
+
+
 class ItemResult(_Wire):
     index: int
     source: str

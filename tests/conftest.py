@@ -11,6 +11,8 @@ import pytest
 from mmq.config import Settings
 from mmq.embedded import Urls, export_urls, resolve_urls
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Offline by construction: nothing in the tests may reach a model hub.
@@ -24,10 +26,14 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(state_dir: Path) -> Settings:
+def settings(state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     # Servers a developer left running are never used: embedded ones live in a temp dir,
     # unless the environment names servers explicitly (MMQ_BROKER_URL, MMQ_DATABASE_URL).
     os.environ["MMQ_STATE_DIR"] = str(state_dir)
+    # Workers read paths only under these: the tests' temporary files and the dev data.
+    os.environ["MMQ_INGEST_ROOTS"] = os.pathsep.join(
+        [str(tmp_path_factory.getbasetemp().resolve()), str(DATA)]
+    )
     return Settings()
 
 

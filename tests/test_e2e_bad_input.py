@@ -80,7 +80,7 @@ def test_malformed_items_in_a_raw_message_fail_alone(client, workers) -> None:  
     result = client.app.send_task(INGEST_TASK, args=[payload], queue="ingest").get(timeout=120)
     status = {r["index"]: (r["status"], r["error"]) for r in result["items"]}
     assert status[0] == ("stored", None)
-    assert "metadata is not valid JSON" in status[1][1]
+    assert "metadata is not valid JSON" in status[1][1], status
     assert "needs an image, a text, both, or a video" in status[2][1]
     assert "unexpected" in status[3][1]
     assert status[4][0] == "failed" and status[5][0] == "failed"

@@ -41,7 +41,8 @@ def clip_client(tmp_path_factory, photos):  # type: ignore[no-untyped-def]
         MMQ_DATABASE_URL=urls.database_url,
     )
     client = Client(settings, urls)
-    with running_workers(client.app, log_dir=root / "logs", env=env):
+    roots = os.environ["MMQ_INGEST_ROOTS"].split(os.pathsep)
+    with running_workers(client.app, log_dir=root / "logs", env=env, roots=roots):
         yield client, model
     client.close()
 

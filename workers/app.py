@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from mmq.broker import celery_config
+from mmq.broker import INGEST_QUEUE, INGEST_TASK, celery_config
 from mmq.config import get_settings
 from mmq.embedded import resolve_urls
 
@@ -16,7 +17,7 @@ def _config() -> dict[str, Any]:
     # Evaluated when the app is configured (worker start), not at import: resolving the URLs
     # may start embedded servers, which importing a module must never do.
     settings = get_settings()
-    return celery_config(resolve_urls(settings), result_expires_s=settings.result_expires_s)
+    return celery_config(resolve_urls(settings), settings)
 
 
 app = Celery("mmq", include=["workers.tasks"])
@@ -39,3 +40,35 @@ def _load_model_in_threads_pool(**_: Any) -> None:
         from workers.runtime import get_runtime
 
         get_runtime()
+
+
+_stop_reconciler = threading.Event()
+
+
+@worker_ready.connect
+def _start_reconciler(**_: Any) -> None:
+    # In the main process of every worker: a message lost by the broker or held by a dead
+    # worker is sent again (mmq/jobs/reconcile.py). Two workers doing it send a harmless copy.
+    from mmq.jobs.reconcile import reconcile_forever
+
+    settings = get_settings()
+
+    def send(task_id: str) -> None:
+        app.send_task(INGEST_TASK, args=[{"task_id": task_id}], queue=INGEST_QUEUE, task_id=task_id)
+
+    threading.Thread(
+        target=reconcile_forever,
+        args=(resolve_urls(settings).database_url, send),
+        kwargs=dict(
+            after_s=settings.reconcile_after_s,
+            every_s=settings.reconcile_every_s,
+            stop=_stop_reconciler,
+        ),
+        name="mmq-reconciler",
+        daemon=True,
+    ).start()
+
+
+@worker_shutdown.connect
+def _stop(**_: Any) -> None:
+    _stop_reconciler.set()

@@ -2,34 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
+from celery import Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from mmq import services
 from mmq.broker import INGEST_TASK, PING_TASK, SEARCH_TASK
-from mmq.schemas import RawIngestRequest, SearchRequest
+from mmq.schemas import IngestTaskMessage, SearchRequest
+from mmq.services.ingest_task import register_raw_request, run_ingest_task
 from workers.app import app
 from workers.runtime import get_runtime
 
 
-def _call(service: Callable[..., BaseModel], request: BaseModel) -> dict[str, Any]:
+@app.task(name=INGEST_TASK, bind=True)
+def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
     rt.check_schema()
-    with rt.sessions() as session:
-        result = service(encoder=rt.encoder, session=session, request=request, settings=rt.settings)
+    if "task_id" in payload:
+        task_id = IngestTaskMessage.model_validate(payload).task_id
+    else:
+        # A whole request, from a producer that wrote no job (not mmq.Client).
+        task_id = str(self.request.id)
+        with rt.sessions() as session:
+            conn = session.connection().connection.driver_connection
+            register_raw_request(conn, task_id=task_id, payload=payload)  # type: ignore[arg-type]
+            session.commit()
+    try:
+        result = run_ingest_task(
+            encoder=rt.encoder,
+            engine=rt.engine,
+            sessions=rt.sessions,
+            task_id=task_id,
+            settings=rt.settings,
+            interrupts=(SoftTimeLimitExceeded,),
+        )
+    except SoftTimeLimitExceeded as exc:
+        # Its pending items are tried again one at a time, each counting an attempt.
+        raise self.retry(exc=exc, countdown=1, max_retries=None) from exc
+    if result is None:
+        raise Ignore()  # a copy of a task another worker is running: its result stands
     return result.model_dump(mode="json")
-
-
-@app.task(name=INGEST_TASK)
-def ingest(payload: dict[str, Any]) -> dict[str, Any]:
-    return _call(services.ingest, RawIngestRequest.model_validate(payload))
 
 
 @app.task(name=SEARCH_TASK)
 def search(payload: dict[str, Any]) -> dict[str, Any]:
-    return _call(services.search, SearchRequest.model_validate(payload))
+    rt = get_runtime()
+    rt.check_schema()
+    request = SearchRequest.model_validate(payload)
+    with rt.sessions() as session:
+        result = services.search(
+            encoder=rt.encoder, session=session, request=request, settings=rt.settings
+        )
+    return result.model_dump(mode="json")
 
 
 @app.task(name=PING_TASK)

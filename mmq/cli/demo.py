@@ -58,7 +58,11 @@ def run_demo(args: argparse.Namespace) -> int:
     video = settings.state_dir / "demo-video" / "photos.mp4"
     shots = write_demo_video(video, photos)
     cat = next(shot for shot in shots if shot.photo == "chelsea")
-    with running_workers(client.app, log_dir=settings.state_dir / "logs"):
+    with running_workers(
+        client.app,
+        log_dir=settings.state_dir / "logs",
+        roots=[next(iter(photos.values())).parent, video.parent],
+    ):
         print(f"workers up (ingest, search) after {time.monotonic() - t0:.1f}s")
         items = [
             IngestItem(image_path=str(path), external_id=name, metadata={"caption": PHOTOS[name]})

@@ -36,7 +36,7 @@ def run_eval(args: argparse.Namespace) -> int:
     collection = f"{args.collection}-{len(images)}-{digest}"
     client = Client(settings, urls)
     workers = (
-        running_workers(client.app, log_dir=settings.state_dir / "logs")
+        running_workers(client.app, log_dir=settings.state_dir / "logs", roots=[args.images])
         if args.spawn_workers
         else nullcontext()
     )

@@ -39,10 +39,15 @@ def running_workers(
     queues: Sequence[str] = ("ingest", "search"),
     log_dir: Path,
     env: dict[str, str] | None = None,
+    roots: Sequence[str | Path] = (),
     timeout: float = 120.0,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """One worker process per queue (so an ingest backlog never starves searches)."""
+    """One worker process per queue (so an ingest backlog never starves searches).
+    `roots`: the only directories the workers may read image and video paths from."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(env or os.environ)
+    if roots:
+        env["MMQ_INGEST_ROOTS"] = os.pathsep.join(str(Path(r).resolve()) for r in roots)
     procs = []
     try:
         for queue in queues:
@@ -52,7 +57,7 @@ def running_workers(
                         worker_command(queue),
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        env=env or dict(os.environ),
+                        env=env,
                         start_new_session=True,
                     )
                 )

@@ -2,6 +2,7 @@
 
 from mmq.media.errors import MediaError
 from mmq.media.images import decode_image, read_image_bytes
+from mmq.media.paths import confined
 from mmq.media.texts import clean_text
 
-__all__ = ["MediaError", "clean_text", "decode_image", "read_image_bytes"]
+__all__ = ["MediaError", "clean_text", "confined", "decode_image", "read_image_bytes"]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.fusion import fused_dim
-from mmq.media import MediaError, clean_text, decode_image, read_image_bytes
+from mmq.media import MediaError, clean_text, confined, decode_image, read_image_bytes
 from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIngestRequest
 from mmq.services.vectors import item_vector
 from mmq.services.video import IndexedVideo, index_video
@@ -48,9 +48,17 @@ class _Decoded:
 
 
 def ingest(
-    *, encoder: Encoder, session: Session, request: RawIngestRequest, settings: Settings
+    *,
+    encoder: Encoder,
+    session: Session,
+    request: RawIngestRequest,
+    settings: Settings,
+    record: Callable[[Session, list[ItemResult]], None] | None = None,
 ) -> IngestResult:
-    """Store every valid item of the request; each invalid one gets its own error."""
+    """Store every valid item of the request; each invalid one gets its own error.
+
+    `record` sees every item's end before the commit that stores the items: what it writes
+    in the session is committed with them, or not at all."""
     new_fusion = request.fusion or settings.default_fusion  # if the collection is new
     collection = repository.ensure_collection(
         session=session,
@@ -74,7 +82,7 @@ def ingest(
         try:
             item = IngestItem.model_validate(raw)
         except ValidationError as exc:
-            results[index] = _invalid(index, raw, exc)
+            results[index] = invalid_item(index, raw, exc)
             continue
         try:
             _check_metadata(item, settings)
@@ -125,7 +133,6 @@ def ingest(
         ]
         item_id = ids[_key(item, video.content_hash)]
         replace_segments(session=session, collection=collection, item_id=item_id, segments=segments)
-    session.commit()
     videos_by_index: dict[int, IndexedVideo] = {index: video for index, _, video in indexed}
     for index, item, row in rows:
         stored_video = videos_by_index.get(index)
@@ -138,7 +145,11 @@ def ingest(
             duration_s=stored_video.duration_s if stored_video else None,
             segments=len(stored_video.segments) if stored_video else None,
         )
-    return IngestResult(collection=collection.name, items=[results[i] for i in sorted(results)])
+    ended = [results[i] for i in sorted(results)]
+    if record is not None:
+        record(session, ended)
+    session.commit()
+    return IngestResult(collection=collection.name, items=ended)
 
 
 def _index_videos(
@@ -186,7 +197,8 @@ def _decode(index: int, item: IngestItem, settings: Settings) -> _Decoded:
     image = text = uri = None
     if item.image_path is not None or item.image_bytes is not None:
         if item.image_path is not None:
-            data = read_image_bytes(item.image_path, max_bytes=settings.max_image_bytes)
+            path = confined(item.image_path, settings.resolved_ingest_roots)
+            data = read_image_bytes(path, max_bytes=settings.max_image_bytes)
             uri = item.image_path
         else:
             data = item.image_bytes or b""
@@ -280,7 +292,8 @@ def _row(d: _Decoded, vector: np.ndarray) -> repository.ItemRow:
     )
 
 
-def _invalid(index: int, raw: object, exc: ValidationError) -> ItemResult:
+def invalid_item(index: int, raw: object, exc: ValidationError) -> ItemResult:
+    """The failure of an item that is not a valid IngestItem, with what is wrong in it."""
     fields = raw if isinstance(raw, dict) else {}
     external_id = fields.get("external_id")
     external_id = external_id if isinstance(external_id, str) else None

@@ -13,6 +13,7 @@ import numpy as np
 
 from mmq.config import Settings
 from mmq.encoders import Encoder
+from mmq.media.paths import confined
 from mmq.media.videos import (
     DecodeStats,
     SampledFrame,
@@ -58,7 +59,8 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
     limits = video_limits(settings)
     source: Path | bytes
     if item.video_path is not None:
-        source, content_hash = read_video_source(item.video_path, max_bytes=limits.max_bytes)
+        path = confined(item.video_path, settings.resolved_ingest_roots)
+        source, content_hash = read_video_source(path, max_bytes=limits.max_bytes)
         uri: str | None = item.video_path
     else:
         source, uri = item.video_bytes or b"", None

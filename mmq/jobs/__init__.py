@@ -1,0 +1,1 @@
+"""Ingest jobs in PostgreSQL: what producers accepted, and how every item ended."""

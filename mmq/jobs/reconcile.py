@@ -1,0 +1,55 @@
+"""The reconciler: send again the ingest tasks whose message was lost.
+
+A message is lost when the broker lost it (a crash between two AOF syncs, a flushed or
+replaced Redis) or when a worker died holding it and Redis will only give it back after
+its visibility timeout. PostgreSQL knows which tasks have not ended: those sent more than
+`reconcile_after_s` ago whose lock no live worker holds are sent again. A task sent twice
+runs once: the second message finds it done, or locked by the worker running it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+
+from mmq.jobs import store
+
+log = logging.getLogger(__name__)
+
+
+def reconcile(
+    conn: psycopg.Connection, send: Callable[[str], None], *, after_s: float
+) -> list[str]:
+    """Send again every stale unfinished task; returns their ids. `conn` is autocommit."""
+    sent = []
+    for task_id, _job_id in store.stale_tasks(conn, queued_after_s=after_s):
+        if not store.try_lock(conn, task_id):
+            continue  # a live worker is running it
+        # Freed before sending: a worker that found it locked would drop the new message.
+        store.unlock(conn, task_id)
+        send(task_id)
+        store.mark_sent(conn, task_id)
+        sent.append(task_id)
+    if sent:
+        log.warning("reconciler sent %d unfinished ingest task(s) again", len(sent))
+    return sent
+
+
+def reconcile_forever(
+    database_url: str,
+    send: Callable[[str], None],
+    *,
+    after_s: float,
+    every_s: float,
+    stop: threading.Event,
+) -> None:
+    """Reconcile every `every_s` until `stop` is set; a failed pass is logged and retried."""
+    while not stop.wait(every_s):
+        try:
+            with psycopg.connect(store.psycopg_url(database_url), autocommit=True) as conn:
+                reconcile(conn, send, after_s=after_s)
+        except Exception:
+            log.exception("reconciler pass failed; trying again in %.0fs", every_s)

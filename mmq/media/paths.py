@@ -1,0 +1,24 @@
+"""Paths from untrusted requests: readable only under the configured ingest roots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmq.media.errors import MediaError
+
+
+def confined(path: str, roots: Sequence[Path]) -> Path:
+    """The real path of `path` if it lies under one of `roots` (already resolved).
+
+    Resolved first, so neither `..` nor a symlink planted under a root leads out of it."""
+    if "\x00" in path:
+        raise MediaError("path contains a NUL byte")
+    real = Path(path).resolve()
+    if not any(real.is_relative_to(root) for root in roots):
+        raise MediaError(
+            f"path {path[:200]!r} is outside the ingest roots (MMQ_INGEST_ROOTS: "
+            + ", ".join(str(r) for r in roots)
+            + ")"
+        )
+    return real
