@@ -7,6 +7,7 @@ large videos, send a path the workers can read instead.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,7 +17,18 @@ FusionName = Literal["sum", "concat", "attention"]
 JobState = Literal["queued", "running", "done", "failed"]
 ALL_KINDS: tuple[ItemKind, ...] = ("image", "text", "pair", "video")
 
+MAX_FILTER_CHARS = 64 * 1024
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class _Wire(BaseModel):
@@ -42,6 +54,15 @@ class IngestItem(_Wire):
             json.dumps(value, allow_nan=False)
         except ValueError as exc:
             raise ValueError(f"metadata is not valid JSON: {exc}") from None
+        if _has_nul(value):
+            raise ValueError("metadata contains a NUL character, which PostgreSQL cannot store")
+        return value
+
+    @field_validator("external_id")
+    @classmethod
+    def _printable_id(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("external_id contains control characters")
         return value
 
     @model_validator(mode="after")
@@ -147,6 +168,30 @@ class SearchRequest(_Wire):
     # the video that scores at least `min_score`, best first.
     segments: Literal["best", "all"] = "best"
     min_score: float | None = Field(default=None, ge=-1, le=1)
+
+    @field_validator("filter")
+    @classmethod
+    def _storable_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except ValueError as exc:
+            raise ValueError(f"filter is not valid JSON: {exc}") from None
+        if size > MAX_FILTER_CHARS:
+            raise ValueError(
+                f"filter is {size} characters of JSON, the limit is {MAX_FILTER_CHARS}"
+            )
+        if _has_nul(value):
+            raise ValueError("filter contains a NUL character")
+        return value
+
+    @field_validator("vector")
+    @classmethod
+    def _finite(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and not all(math.isfinite(v) for v in value):
+            raise ValueError("vector has NaN or infinite values")
+        return value
 
     @model_validator(mode="after")
     def _has_query(self) -> SearchRequest:

@@ -156,7 +156,7 @@ def unlock(conn: Connection, task_id: str) -> None:
 def claim_task(conn: Connection, task_id: str) -> Claim | None:
     """Count one more attempt and mark the task running (the caller commits)."""
     row = conn.execute(
-        "UPDATE ingest_tasks SET attempts = attempts + 1,"
+        "UPDATE ingest_tasks SET attempts = attempts + (state <> 'done')::int,"
         " state = CASE WHEN state = 'done' THEN 'done' ELSE 'running' END,"
         " started_at = now() WHERE id = %s RETURNING request, first_index, attempts, state",
         (task_id,),

