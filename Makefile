@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
 IMAGENET ?= ../shared/data/imagenet-sample
 
-.PHONY: install demo test lint eval bench bench-video clean
+.PHONY: install demo test lint eval bench bench-video chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ eval: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench
+
+# Kills pool processes, the main worker process and the broker during a 500-item ingest.
+chaos: install
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.chaos -n 500
 
 bench-video: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/video_ingest.py

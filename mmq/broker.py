@@ -56,6 +56,9 @@ def celery_config(urls: Urls, settings: Settings) -> dict[str, Any]:
         result_backend_always_retry=True,
         result_backend_max_retries=20,
         worker_max_memory_per_child=settings.max_worker_memory_mb * 1024,
+        # A new pool process loads its model before it reports up; Celery's default 4 s
+        # is too short on a busy CPU, and a process killed for it is replaced in a loop.
+        worker_proc_alive_timeout=settings.model_load_timeout_s,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     # Workers read image and video paths only under these directories (symlinks resolved),
     # given as MMQ_INGEST_ROOTS=/data/photos:/data/videos. Unset: the working directory.
     ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # How long a new prefork pool process may take to load its model.
+    model_load_timeout_s: float = Field(default=300.0, gt=0)
     # Prefork pool: a process past this resident memory is replaced after its task.
     max_worker_memory_mb: int = Field(default=4096, gt=0)
     result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)

@@ -1,0 +1,29 @@
+"""benchmarks/chaos.py at small scale (`make chaos` runs it on 500 items): pool processes,
+the main worker process and the broker are killed mid-ingest; every item still ends
+stored, once, and nothing is left unfinished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_nothing_is_lost_or_duplicated_when_workers_and_broker_are_killed(
+    urls,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    from benchmarks.chaos import run
+
+    result = run(48, child_kills=2, work=tmp_path, database_url=urls.database_url)
+    print(json.dumps(result))
+    assert result["events"] == {
+        "pool_process_kills": 2,
+        "main_process_kills": 1,
+        "broker_restarts": 1,
+    }
+    assert result["stored"] == result["submitted"] == result["item_rows"] == 48
+    assert result["failed"] == result["duplicates"] == result["stuck"] == 0
