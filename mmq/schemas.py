@@ -21,14 +21,21 @@ MAX_FILTER_CHARS = 64 * 1024
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 
 
-def _has_nul(value: object) -> bool:
+def _unstorable(value: object) -> str | None:
+    """Why PostgreSQL could not store this string, or a string inside it; None if it can."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "an unpaired surrogate (invalid UTF-8)"
+        return None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return next((r for k, v in value.items() if (r := _unstorable(k) or _unstorable(v))), None)
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        return next((r for v in value if (r := _unstorable(v))), None)
+    return None
 
 
 class _Wire(BaseModel):
@@ -54,15 +61,26 @@ class IngestItem(_Wire):
             json.dumps(value, allow_nan=False)
         except ValueError as exc:
             raise ValueError(f"metadata is not valid JSON: {exc}") from None
-        if _has_nul(value):
-            raise ValueError("metadata contains a NUL character, which PostgreSQL cannot store")
+        if problem := _unstorable(value):
+            raise ValueError(f"metadata contains {problem}, which PostgreSQL cannot store")
         return value
 
-    @field_validator("external_id")
+    @field_validator("text", mode="before")
     @classmethod
-    def _printable_id(cls, value: str | None) -> str | None:
+    def _storable_text(cls, value: object) -> object:
+        # What invalid UTF-8 decodes to (lone surrogates) and NUL cannot be stored; the
+        # text is cleaned of them (and every other control character) anyway.
+        if isinstance(value, str) and _unstorable(value):
+            return value.encode("utf-8", "ignore").decode().replace("\x00", "")
+        return value
+
+    @field_validator("external_id", "image_path", "video_path")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
         if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("external_id contains control characters")
+            raise ValueError("contains control characters")
+        if value is not None and (problem := _unstorable(value)):
+            raise ValueError(f"contains {problem}")
         return value
 
     @model_validator(mode="after")
@@ -182,8 +200,8 @@ class SearchRequest(_Wire):
             raise ValueError(
                 f"filter is {size} characters of JSON, the limit is {MAX_FILTER_CHARS}"
             )
-        if _has_nul(value):
-            raise ValueError("filter contains a NUL character")
+        if problem := _unstorable(value):
+            raise ValueError(f"filter contains {problem}")
         return value
 
     @field_validator("vector")

@@ -128,6 +128,8 @@ def table(paths: dict[str, str]) -> list[tuple[str, object, str]]:
         ("SQL in external_id", {"text": "x", "external_id": "x' OR '1'='1"}, STORED),
         ("10,000-character external_id", {"text": "x", "external_id": "e" * 10_000}, "512"),
         ("control characters in external_id", {"text": "x", "external_id": "a\nb"}, "control"),
+        ("invalid UTF-8 in external_id", {"text": "x", "external_id": "caf\udcc3"}, "unicode"),
+        ("invalid UTF-8 in metadata", {"text": "x", "metadata": {"k": "\udcff"}}, "surrogate"),
         ("path with ../ out of the roots", {"image_path": paths["dot-dot"]}, outside),
         ("absolute path out of the roots", {"image_path": "/etc/passwd"}, outside),
         ("symlink out of the roots", {"image_path": paths["link-out.jpg"]}, outside),
@@ -152,7 +154,8 @@ def outcome(client, workers, tmp_path_factory):  # type: ignore[no-untyped-def]
     sent = client.app.send_task(
         INGEST_TASK, args=[{"collection": collection, "items": items}], queue=INGEST_QUEUE
     )
-    result = client.job(str(sent.id)).result(timeout=300)
+    sent.get(timeout=300)  # the worker made it a job in PostgreSQL; read it from there
+    result = client.job(str(sent.id)).result(timeout=10)
     return cases, result
 
 

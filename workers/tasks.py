@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from pydantic import BaseModel, ValidationError
 
 from mmq import services
 from mmq.broker import INGEST_TASK, PING_TASK, SEARCH_TASK
-from mmq.schemas import IngestTaskMessage, SearchRequest
+from mmq.schemas import IngestTaskMessage, RawIngestRequest, SearchRequest
 from mmq.services.ingest_task import register_raw_request, run_ingest_task
 from workers.app import app
 from workers.runtime import get_runtime
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], payload: object) -> M:
+    # Pydantic's ValidationError does not survive Celery's JSON result encoding (producers
+    # would read "ValidationError([])"); a builtin exception with a plain message does.
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ValueError(f"invalid request: {_errors(exc)}") from None
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 @app.task(name=INGEST_TASK, bind=True)
@@ -20,13 +38,14 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
     rt.check_schema()
     if "task_id" in payload:
-        task_id = IngestTaskMessage.model_validate(payload).task_id
+        task_id = _parse(IngestTaskMessage, payload).task_id
     else:
         # A whole request, from a producer that wrote no job (not mmq.Client).
         task_id = str(self.request.id)
         with rt.sessions() as session:
             conn = session.connection().connection.driver_connection
-            register_raw_request(conn, task_id=task_id, payload=payload)  # type: ignore[arg-type]
+            request = _parse(RawIngestRequest, payload)
+            register_raw_request(conn, task_id=task_id, request=request)  # type: ignore[arg-type]
             session.commit()
     try:
         result = run_ingest_task(
@@ -49,7 +68,7 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 def search(payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
     rt.check_schema()
-    request = SearchRequest.model_validate(payload)
+    request = _parse(SearchRequest, payload)
     with rt.sessions() as session:
         result = services.search(
             encoder=rt.encoder, session=session, request=request, settings=rt.settings

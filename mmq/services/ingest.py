@@ -296,18 +296,24 @@ def invalid_item(index: int, raw: object, exc: ValidationError) -> ItemResult:
     """The failure of an item that is not a valid IngestItem, with what is wrong in it."""
     fields = raw if isinstance(raw, dict) else {}
     external_id = fields.get("external_id")
-    external_id = external_id if isinstance(external_id, str) else None
-    source = fields.get("image_path") or external_id or f"<item {index}>"
+    external_id = _printable(external_id[:512]) if isinstance(external_id, str) else None
+    source = fields.get("image_path") or fields.get("video_path") or external_id
     errors = "; ".join(
         f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors()
     )
     return ItemResult(
         index=index,
-        source=str(source)[:200],
+        source=_printable(str(source)[:200]) if source else f"<item {index}>",
         external_id=external_id,
         status="failed",
         error=f"invalid item: {errors}",
     )
+
+
+def _printable(text: str) -> str:
+    """An invalid item's own strings, made safe to store and show in its result."""
+    text = text.encode("utf-8", "replace").decode()
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _failed(index: int, item: IngestItem, error: str) -> ItemResult:

@@ -31,11 +31,12 @@ class UnknownTask(LookupError):
     """The message names a task the database does not hold."""
 
 
-def register_raw_request(conn: psycopg.Connection, *, task_id: str, payload: object) -> None:
+def register_raw_request(
+    conn: psycopg.Connection, *, task_id: str, request: RawIngestRequest
+) -> None:
     """A whole request sent by a producer that wrote no job (not mmq.Client) becomes a
     one-task job under the message's id, with the same bookkeeping; a redelivery changes
     nothing. Items that are not valid fail now, each with its reason. The caller commits."""
-    request = RawIngestRequest.model_validate(payload)  # a bad collection fails the task
     if store.task_exists(conn, task_id):
         return
     items: list[dict[str, object] | None] = []
