@@ -42,6 +42,10 @@ WORKER_ENV = {
     "MMQ_TASK_SOFT_TIME_LIMIT_S": "60",
     "MMQ_TASK_TIME_LIMIT_S": "90",
     "MMQ_VISIBILITY_TIMEOUT_S": "120",
+    # Kills here are random, not caused by an item: an item that happens to be in flight
+    # at three of them would be quarantined (failed) by the default of 3. The quarantine
+    # itself is tested in tests/test_quarantine.py.
+    "MMQ_MAX_ITEM_ATTEMPTS": "10",
 }
 
 
@@ -117,6 +121,20 @@ class Worker:
             os.killpg(self.main.pid, signal.SIGKILL)
 
 
+def worker_env(urls: Urls, work: Path, *, roots: list[Path], **settings: str) -> dict[str, str]:
+    """The environment of a worker on these servers, reading paths under `roots`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMQ_")}
+    env.update(settings)
+    env.update(
+        MMQ_STATE_DIR=str(work / "state"),
+        MMQ_BROKER_URL=urls.broker_url,
+        MMQ_RESULT_BACKEND=urls.result_backend,
+        MMQ_DATABASE_URL=urls.database_url,
+        MMQ_INGEST_ROOTS=os.pathsep.join(str(r.resolve()) for r in roots),
+    )
+    return env
+
+
 def run(n: int, *, child_kills: int, work: Path, database_url: str | None = None) -> dict:
     """Ingest `n` photos under chaos; returns the counts (see the module docstring)."""
     work.mkdir(parents=True, exist_ok=True)
@@ -126,16 +144,7 @@ def run(n: int, *, child_kills: int, work: Path, database_url: str | None = None
     broker_url = broker.start()
     urls = Urls(f"{broker_url}/0", f"{broker_url}/1", database_url)
     items, _ = photo_items(n, work)
-    roots = [str(work.resolve()), str(FLICKR.resolve())]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMQ_")}
-    env.update(WORKER_ENV)
-    env.update(
-        MMQ_STATE_DIR=str(work / "state"),
-        MMQ_BROKER_URL=urls.broker_url,
-        MMQ_RESULT_BACKEND=urls.result_backend,
-        MMQ_DATABASE_URL=urls.database_url,
-        MMQ_INGEST_ROOTS=os.pathsep.join(roots),
-    )
+    env = worker_env(urls, work, roots=[work, FLICKR], **WORKER_ENV)
     worker = Worker(env, work / "worker.log")
     client = Client(Settings(broker_url=urls.broker_url, database_url=database_url), urls)
     events = ["child"] * child_kills

@@ -201,3 +201,37 @@ def test_unknown_device_rejected(monkeypatch: pytest.MonkeyPatch, device: str) -
     with pytest.raises(ValidationError, match="auto.*cpu.*cuda") as info:
         Settings()
     assert info.value.errors()[0]["loc"] == ("device",)
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "visibility"),
+    [("60", "60", "120"), ("90", "60", "120"), ("30", "120", "120"), ("30", "200", "120")],
+)
+def test_a_message_is_never_redelivered_while_its_task_may_run(
+    monkeypatch: pytest.MonkeyPatch, soft: str, hard: str, visibility: str
+) -> None:
+    monkeypatch.setenv("MMQ_TASK_SOFT_TIME_LIMIT_S", soft)
+    monkeypatch.setenv("MMQ_TASK_TIME_LIMIT_S", hard)
+    monkeypatch.setenv("MMQ_VISIBILITY_TIMEOUT_S", visibility)
+    with pytest.raises(ValidationError, match="MMQ_TASK_TIME_LIMIT_S < MMQ_VISIBILITY_TIMEOUT_S"):
+        Settings()
+
+
+def test_ingest_roots_are_a_path_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MMQ_INGEST_ROOTS", f"{tmp_path}/a{os.pathsep}{tmp_path}/b")
+    assert Settings().ingest_roots == [tmp_path / "a", tmp_path / "b"]
+    monkeypatch.delenv("MMQ_INGEST_ROOTS")
+    assert Settings().resolved_ingest_roots == [Path.cwd().resolve()]
+
+
+def test_every_task_is_time_limited_and_outlived_by_the_visibility_timeout() -> None:
+    from mmq.broker import celery_config
+    from mmq.embedded import Urls
+
+    settings = Settings()
+    config = celery_config(Urls(REDIS, REDIS, PG), settings)
+    assert config["task_soft_time_limit"] < config["task_time_limit"]
+    assert config["task_time_limit"] < config["broker_transport_options"]["visibility_timeout"]
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["accept_content"] == ["json"]

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # encoder merges submissions from all tasks into batches of MMQ_ENCODE_BATCH_SIZE.
 SUBMIT_EVERY = 4
 
+# Exceptions that end an ingest call instead of failing the item they hit.
+Interrupts = tuple[type[BaseException], ...]
+
 
 @dataclass
 class _Decoded:
@@ -54,11 +57,13 @@ def ingest(
     request: RawIngestRequest,
     settings: Settings,
     record: Callable[[Session, list[ItemResult]], None] | None = None,
+    interrupts: Interrupts = (),
 ) -> IngestResult:
     """Store every valid item of the request; each invalid one gets its own error.
 
     `record` sees every item's end before the commit that stores the items: what it writes
-    in the session is committed with them, or not at all."""
+    in the session is committed with them, or not at all. `interrupts` (a soft time limit)
+    are never taken for an item's own failure: they end the whole call."""
     new_fusion = request.fusion or settings.default_fusion  # if the collection is new
     collection = repository.ensure_collection(
         session=session,
@@ -102,9 +107,9 @@ def ingest(
     if waiting:
         submitted.append(_submit_images(encoder, waiting))
 
-    _collect_images(encoder, submitted, results)
-    _encode_texts(encoder, decoded, results, settings.encode_batch_size)
-    indexed = _index_videos(encoder, videos, results, settings)
+    _collect_images(encoder, submitted, results, interrupts)
+    _encode_texts(encoder, decoded, results, settings.encode_batch_size, interrupts)
+    indexed = _index_videos(encoder, videos, results, settings, interrupts)
 
     fusion: FusionName = collection.fusion  # type: ignore[assignment]
     rows: list[tuple[int, IngestItem, repository.ItemRow]] = []
@@ -157,6 +162,7 @@ def _index_videos(
     videos: list[tuple[int, IngestItem]],
     results: dict[int, ItemResult],
     settings: Settings,
+    interrupts: Interrupts,
 ) -> list[tuple[int, IngestItem, IndexedVideo]]:
     indexed = []
     for index, item in videos:
@@ -164,6 +170,8 @@ def _index_videos(
             indexed.append((index, item, index_video(item, encoder=encoder, settings=settings)))
         except MediaError as exc:
             results[index] = _failed(index, item, str(exc))
+        except interrupts:
+            raise
         except Exception as exc:
             log.exception("indexing video %s failed", item.source)
             results[index] = _failed(index, item, f"video: {type(exc).__name__}: {exc}")
@@ -228,20 +236,26 @@ def _collect_images(
     encoder: Encoder,
     submitted: list[tuple[list[_Decoded], Future[np.ndarray]]],
     results: dict[int, ItemResult],
+    interrupts: Interrupts,
 ) -> None:
     """Wait for the submitted image batches."""
     for batch, future in submitted:
-        _store_vectors(encoder, "image", batch, future.result, results)
+        _store_vectors(encoder, "image", batch, future.result, results, interrupts)
 
 
 def _encode_texts(
-    encoder: Encoder, decoded: list[_Decoded], results: dict[int, ItemResult], batch_size: int
+    encoder: Encoder,
+    decoded: list[_Decoded],
+    results: dict[int, ItemResult],
+    batch_size: int,
+    interrupts: Interrupts,
 ) -> None:
     todo = [d for d in decoded if d.text is not None]
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         texts = [d.text for d in batch if d.text is not None]
-        _store_vectors(encoder, "text", batch, partial(encoder.encode_texts, texts), results)
+        encode = partial(encoder.encode_texts, texts)
+        _store_vectors(encoder, "text", batch, encode, results, interrupts)
 
 
 def _store_vectors(
@@ -250,20 +264,27 @@ def _store_vectors(
     batch: list[_Decoded],
     encode: Callable[[], np.ndarray],
     results: dict[int, ItemResult],
+    interrupts: Interrupts,
 ) -> None:
     """The batch's vectors from `encode`; if the batch failed, each item is retried alone."""
     try:
         vectors = encode()
+    except interrupts:
+        raise
     except Exception:
         log.exception("batch encode failed; isolating the bad item")
-        _encode_alone(encoder, modality, batch, results)
+        _encode_alone(encoder, modality, batch, results, interrupts)
         return
     for d, vector in zip(batch, vectors, strict=True):
         d.vectors[modality] = vector
 
 
 def _encode_alone(
-    encoder: Encoder, modality: str, batch: list[_Decoded], results: dict[int, ItemResult]
+    encoder: Encoder,
+    modality: str,
+    batch: list[_Decoded],
+    results: dict[int, ItemResult],
+    interrupts: Interrupts,
 ) -> None:
     for d in batch:
         try:
@@ -273,6 +294,8 @@ def _encode_alone(
                 )[0]
             else:
                 d.vectors["text"] = encoder.encode_texts([d.text] if d.text is not None else [])[0]
+        except interrupts:
+            raise
         except Exception as exc:
             results[d.index] = _failed(d.index, d.item, f"{modality} encoder: {exc}")
 

@@ -3,8 +3,8 @@
 A message carries only the task's id. The first attempt ingests the whole chunk in
 batches. An attempt that did not end (its worker was killed, or it ran out of time)
 leaves items pending: later attempts take them one at a time, counting each item's
-attempts first, so an item that kills its worker is quarantined after
-`max_item_attempts` while the others are stored.
+attempt before it starts, so an item that kills its worker is quarantined once
+`max_item_attempts` attempts of it alone did not end, while the others are stored.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.jobs import store
 from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest
-from mmq.services.ingest import ingest, invalid_item
+from mmq.services.ingest import Interrupts, ingest, invalid_item
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def run_ingest_task(
     sessions: sessionmaker[Session],
     task_id: str,
     settings: Settings,
-    interrupts: tuple[type[BaseException], ...] = (),
+    interrupts: Interrupts = (),
 ) -> IngestResult | None:
     """Run the task unless another live worker is running it (then None: this message is
     a duplicate). `interrupts` (a soft time limit) end the attempt with items pending."""
@@ -86,7 +86,7 @@ def _run(
     session: Session,
     task_id: str,
     settings: Settings,
-    interrupts: tuple[type[BaseException], ...],
+    interrupts: Interrupts,
 ) -> IngestResult:
     conn = _psycopg(session)
     claim = store.claim_task(conn, task_id)
@@ -123,12 +123,11 @@ def _whole_chunk(
     task_id: str,
     first: int,
     settings: Settings,
-    interrupts: tuple[type[BaseException], ...],
+    interrupts: Interrupts,
 ) -> list[int]:
-    """Ingest every item at once; returns the items left pending (all of them on error)."""
+    """Ingest every item at once; returns the items left pending (all of them on error).
+    No item's attempts are counted here: if this attempt dies, the blame is not known yet."""
     everything = list(range(len(request.items)))
-    store.count_attempt(_psycopg(session), task_id=task_id, first_index=first, local=everything)
-    session.commit()
     try:
         ingest(
             encoder=encoder,
@@ -136,6 +135,7 @@ def _whole_chunk(
             request=request,
             settings=settings,
             record=_recorder(task_id, first),
+            interrupts=interrupts,
         )
         return []
     except interrupts:
@@ -154,7 +154,7 @@ def _one_item(
     first: int,
     local: int,
     settings: Settings,
-    interrupts: tuple[type[BaseException], ...],
+    interrupts: Interrupts,
 ) -> None:
     attempts = store.count_attempt(
         _psycopg(session), task_id=task_id, first_index=first, local=[local]
@@ -179,6 +179,7 @@ def _one_item(
             request=alone,
             settings=settings,
             record=_recorder(task_id, first + local),
+            interrupts=interrupts,
         )
     except interrupts as exc:
         session.rollback()

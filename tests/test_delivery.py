@@ -1,0 +1,89 @@
+"""Delivery: ingest state in PostgreSQL outlives the result backend, a lost message is sent
+again by the reconciler, and a message delivered twice stores nothing twice."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+import redis
+
+from mmq.broker import INGEST_QUEUE, INGEST_TASK
+from mmq.jobs import store
+from mmq.jobs.reconcile import reconcile
+from mmq.schemas import IngestItem, IngestRequest
+
+pytestmark = pytest.mark.slow
+
+
+def connect(urls) -> psycopg.Connection:  # type: ignore[no-untyped-def]
+    return psycopg.connect(store.psycopg_url(urls.database_url), autocommit=True)
+
+
+def test_ingest_results_outlive_the_result_backend(client, workers, urls) -> None:  # type: ignore[no-untyped-def]
+    items = [IngestItem(text=f"caption {i}", external_id=f"t{i}") for i in range(3)]
+    job = client.ingest(items, collection=f"outlive-{uuid.uuid4().hex[:8]}", chunk_size=2)
+    before = job.result(timeout=120)
+    redis.Redis.from_url(urls.result_backend).flushdb()  # as if every result had expired
+    again = client.job(job.id)
+    assert again.status().state == "done"
+    assert again.result(timeout=5) == before
+    assert [i.status for i in before.items] == ["stored"] * 3
+
+
+def test_the_reconciler_sends_a_lost_message_again(client, workers, urls) -> None:  # type: ignore[no-untyped-def]
+    job_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
+    request = IngestRequest(
+        collection=f"lost-{uuid.uuid4().hex[:8]}", items=[IngestItem(text="a lost caption")]
+    )
+    task = store.NewTask(task_id, request.model_dump(mode="json"), [("a lost caption", None)])
+
+    def send(tid: str) -> None:
+        client.app.send_task(INGEST_TASK, args=[{"task_id": tid}], queue=INGEST_QUEUE, task_id=tid)
+
+    with connect(urls) as conn:
+        # A producer wrote the job, and its message never reached the broker.
+        with conn.transaction():
+            store.create_job(conn, job_id=job_id, collection=request.collection, tasks=[task])
+        assert client.job(job_id).status().state == "queued"
+        # A worker holds the lock of a task it is running: not sent again.
+        with connect(urls) as holder:
+            assert store.try_lock(holder, task_id)
+            assert reconcile(conn, send, after_s=0) == []
+        assert reconcile(conn, send, after_s=3600) == []  # not stale yet
+        assert reconcile(conn, send, after_s=0) == [task_id]
+    result = client.job(job_id).result(timeout=120)
+    assert [i.status for i in result.items] == ["stored"]
+
+
+def test_a_message_delivered_twice_stores_once(client, workers, urls) -> None:  # type: ignore[no-untyped-def]
+    items = [IngestItem(text="only once", external_id="once")]
+    job = client.ingest(items, collection=f"twice-{uuid.uuid4().hex[:8]}")
+    first = job.result(timeout=120)
+    with connect(urls) as conn:
+        (task_id,) = [r[0] for r in conn.execute(
+            "SELECT id FROM ingest_tasks WHERE job_id = %s", (job.id,)
+        )]  # fmt: skip
+        sent = client.app.send_task(
+            INGEST_TASK, args=[{"task_id": task_id}], queue=INGEST_QUEUE, task_id=task_id
+        )
+        again = sent.get(timeout=60)
+        attempts = conn.execute(
+            "SELECT attempts FROM ingest_tasks WHERE id = %s", (task_id,)
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT count(*) FROM items i JOIN collections c ON c.id = i.collection_id"
+            " WHERE c.name = %s",
+            (first.collection,),
+        ).fetchone()
+    assert again["items"][0]["item_id"] == first.items[0].item_id
+    assert attempts == (1,) and rows == (1,)
+    assert client.job(job.id).result(timeout=5) == first
+
+
+def test_a_message_naming_no_task_fails_clearly(client, workers) -> None:  # type: ignore[no-untyped-def]
+    sent = client.app.send_task(INGEST_TASK, args=[{"task_id": "nope"}], queue=INGEST_QUEUE)
+    with pytest.raises(Exception, match="no ingest task nope in the database"):
+        sent.get(timeout=60)
+    assert all(p.poll() is None for p in workers)
