@@ -83,6 +83,7 @@ class Broker:
 class Worker:
     env: dict[str, str]
     log: Path
+    pool: str = "prefork"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -90,7 +91,7 @@ class Worker:
             self.procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "mmq.cli", "worker", "--queues", "ingest"]
-                    + ["--pool", "prefork", "--concurrency", "2"],
+                    + ["--pool", self.pool, "--concurrency", "2"],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=self.env,

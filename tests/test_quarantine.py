@@ -34,7 +34,8 @@ def started(urls: Urls, work: Path, **settings: str) -> Iterator[tuple[Client, W
     broker = Broker(work / "broker")
     url = broker.start()
     own = Urls(f"{url}/0", f"{url}/1", urls.database_url)
-    worker = Worker(worker_env(own, work, roots=[work], **settings), work / "worker.log")
+    env = worker_env(own, work, roots=[work], **settings)
+    worker = Worker(env, work / "worker.log", pool=settings["MMQ_WORKER_POOL"])
     client = Client(Settings(broker_url=own.broker_url, database_url=own.database_url), own)
     try:
         worker.start()
@@ -98,11 +99,16 @@ def test_an_item_that_kills_its_worker_is_quarantined(urls, tmp_path: Path) -> N
         assert worker.main.poll() is None
 
 
-def test_an_item_past_the_soft_time_limit_every_time_is_quarantined(urls, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_an_item_past_the_soft_time_limit_every_time_is_quarantined(
+    urls,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    pool: str,
+) -> None:
     video = tmp_path / "slow.mp4"
     video.write_bytes(video_bytes(seconds=60))
     limits = dict(
-        MMQ_WORKER_POOL="prefork",
+        MMQ_WORKER_POOL=pool,
         MMQ_MAX_ITEM_ATTEMPTS="2",
         MMQ_TASK_SOFT_TIME_LIMIT_S="0.5",
         MMQ_TASK_TIME_LIMIT_S="30",

@@ -6,7 +6,13 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK, celery_config
 from mmq.config import get_settings
@@ -32,14 +38,37 @@ def _load_model(**_: Any) -> None:
     get_runtime()
 
 
+# The threads pool's time limits (Celery enforces them in prefork only).
+_watchdog: Any = None
+
+
 @worker_ready.connect
 def _load_model_in_threads_pool(**_: Any) -> None:
     # The threads pool runs tasks in this process, which forks no pool processes. Loaded
     # once logging is set up; a task that arrives first waits for the same load.
-    if get_settings().worker_pool == "threads":
+    global _watchdog
+    settings = get_settings()
+    if settings.worker_pool == "threads":
         from workers.runtime import get_runtime
+        from workers.time_limits import Watchdog
 
+        _watchdog = Watchdog(
+            soft_s=settings.task_soft_time_limit_s, hard_s=settings.task_time_limit_s
+        )
+        _watchdog.start()
         get_runtime()
+
+
+@task_prerun.connect
+def _task_started(task_id: str, **_: Any) -> None:
+    if _watchdog is not None:
+        _watchdog.started(task_id)
+
+
+@task_postrun.connect
+def _task_finished(**_: Any) -> None:
+    if _watchdog is not None:
+        _watchdog.finished()
 
 
 _stop_reconciler = threading.Event()
@@ -72,3 +101,5 @@ def _start_reconciler(**_: Any) -> None:
 @worker_shutdown.connect
 def _stop(**_: Any) -> None:
     _stop_reconciler.set()
+    if _watchdog is not None:
+        _watchdog.stop()
