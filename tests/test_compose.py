@@ -59,6 +59,8 @@ def test_redis_is_durable(services: dict[str, Any]) -> None:
     redis = services["redis"]
     argv = as_argv(redis["command"])
     assert argv[argv.index("--appendonly") + 1] == "yes"
+    assert argv[argv.index("--requirepass") + 1]  # and the workers' URLs carry it:
+    assert services["search-worker"]["environment"]["MMQ_BROKER_URL"].startswith("redis://:")
     assert redis["volumes"] and "healthcheck" in redis
 
 
@@ -94,8 +96,8 @@ def test_mmq_env_keys_are_settings_fields(services: dict[str, Any], name: str) -
 def test_mmq_env_values_validate(services: dict[str, Any], name: str) -> None:
     env = mmq_env(services[name])
     settings = Settings(**{k.removeprefix("MMQ_").lower(): v for k, v in env.items()})
-    assert settings.broker_url and settings.broker_url.startswith("redis://redis:6379/")
-    assert settings.result_backend and settings.result_backend.startswith("redis://redis:6379/")
+    assert settings.broker_url and settings.broker_url.startswith("redis://:mmq@redis:6379/")
+    assert settings.result_backend and settings.result_backend.startswith("redis://:mmq@redis:6379/")
     assert settings.database_url and "@postgres:5432/" in settings.database_url
     assert not settings.needs_embedded
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -11,10 +12,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
 from celery import Celery
 
 from mmq.config import Settings
 from mmq.embedded import Urls, export_urls, resolve_urls
+
+log = logging.getLogger(__name__)
 
 
 def ready_servers(settings: Settings) -> Urls:
@@ -75,8 +79,12 @@ def wait_for_workers(
         dead = [p.args for p in procs if p.poll() is not None]
         if dead:
             raise RuntimeError(f"worker exited during start-up: {dead}")
-        if len(app.control.ping(timeout=0.5)) >= count:
-            return
+        try:
+            if len(app.control.ping(timeout=0.5)) >= count:
+                return
+        except (OSError, redis.ConnectionError) as exc:  # a broker still coming up
+            log.warning("broker not answering yet: %s", exc)
+            time.sleep(0.5)
     raise TimeoutError(f"{count} workers did not answer within {timeout:.0f}s")
 
 
