@@ -108,9 +108,9 @@ def job_progress(conn: Connection, job_id: str) -> tuple[int, int]:
 
 
 def item_results(
-    conn: Connection, *, job_id: str, task_id: str | None = None, offset: int = 0
+    conn: Connection, *, job_id: str | None = None, task_id: str | None = None, offset: int = 0
 ) -> list[ItemResult]:
-    """The items of a job (or of one of its tasks, indexed from `offset`), in order."""
+    """The items of a job, or of one of its tasks (indexed from `offset`), in order."""
     where, args = ("task_id = %s", (task_id,)) if task_id else ("job_id = %s", (job_id,))
     rows = conn.execute(
         "SELECT index, source, external_id, status, item_id, error, duration_s, segments"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import psycopg
 from pydantic import ValidationError
@@ -88,38 +88,42 @@ def _run(
     settings: Settings,
     interrupts: Interrupts,
 ) -> IngestResult:
-    conn = _psycopg(session)
-    claim = store.claim_task(conn, task_id)
+    claim = store.claim_task(_psycopg(session), task_id)
     session.commit()
     if claim is None:
         raise UnknownTask(f"no ingest task {task_id} in the database")
     first = claim.first_index
-    collection = str(claim.request.get("collection", ""))
     if not claim.done:
-        try:
-            request = RawIngestRequest.model_validate(claim.request)
-        except ValidationError as exc:
-            store.fail_items(
-                _psycopg(session), task_id=task_id, first_index=first, local=claim.pending,
-                error=f"invalid request: {exc.errors()[0]['msg']}",
-            )  # fmt: skip
-            request = None
-        todo = claim.pending if request is not None else []
-        if todo and claim.attempts == 1:
-            todo = _whole_chunk(encoder, session, request, task_id, first, settings, interrupts)
-        for local in todo:
-            assert request is not None
-            _one_item(encoder, session, request, task_id, first, local, settings, interrupts)
+        request = _request(session, task_id, claim)
+        if request is not None and claim.pending:
+            todo = claim.pending
+            if claim.attempts == 1:
+                todo = _whole_chunk(encoder, session, request, task_id, first, settings, interrupts)
+            for local in todo:
+                _one_item(encoder, session, request, task_id, first, local, settings, interrupts)
         store.finish_task(_psycopg(session), task_id)
         session.commit()
-    items = store.item_results(_psycopg(session), job_id="", task_id=task_id, offset=first)
-    return IngestResult(collection=collection, items=items)
+    items = store.item_results(_psycopg(session), task_id=task_id, offset=first)
+    return IngestResult(collection=str(claim.request.get("collection", "")), items=items)
+
+
+def _request(session: Session, task_id: str, claim: store.Claim) -> RawIngestRequest | None:
+    """The task's request; if it is not a valid one, its pending items fail saying why."""
+    try:
+        return RawIngestRequest.model_validate(claim.request)
+    except ValidationError as exc:
+        error = f"invalid request: {exc.errors()[0]['msg']}"
+        store.fail_items(
+            _psycopg(session), task_id=task_id, first_index=claim.first_index,
+            local=claim.pending, error=error,
+        )  # fmt: skip
+        return None
 
 
 def _whole_chunk(
     encoder: Encoder,
     session: Session,
-    request: Any,
+    request: RawIngestRequest,
     task_id: str,
     first: int,
     settings: Settings,
