@@ -43,9 +43,10 @@ _watchdog: Any = None
 
 
 @worker_ready.connect
-def _load_model_in_threads_pool(**_: Any) -> None:
-    # The threads pool runs tasks in this process, which forks no pool processes. Loaded
-    # once logging is set up; a task that arrives first waits for the same load.
+def _start_threads_pool(**_: Any) -> None:
+    # The threads pool runs tasks in this process, which forks no pool processes: its time
+    # limits are watched here, and its model loaded once logging is set up (a task that
+    # arrives first waits for the same load).
     global _watchdog
     settings = get_settings()
     if settings.worker_pool == "threads":
