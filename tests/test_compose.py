@@ -97,7 +97,9 @@ def test_mmq_env_values_validate(services: dict[str, Any], name: str) -> None:
     env = mmq_env(services[name])
     settings = Settings(**{k.removeprefix("MMQ_").lower(): v for k, v in env.items()})
     assert settings.broker_url and settings.broker_url.startswith("redis://:mmq@redis:6379/")
-    assert settings.result_backend and settings.result_backend.startswith("redis://:mmq@redis:6379/")
+    assert settings.result_backend and settings.result_backend.startswith(
+        "redis://:mmq@redis:6379/"
+    )
     assert settings.database_url and "@postgres:5432/" in settings.database_url
     assert not settings.needs_embedded
 
