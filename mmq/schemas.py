@@ -10,7 +10,14 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ItemKind = Literal["image", "text", "pair", "video"]
 FusionName = Literal["sum", "concat", "attention"]
@@ -36,6 +43,11 @@ def _unstorable(value: object) -> str | None:
     if isinstance(value, list):
         return next((r for v in value if (r := _unstorable(v))), None)
     return None
+
+
+def describe_errors(exc: ValidationError, whole: str) -> str:
+    """A validation error as one line, field by field (`whole` names a top-level error)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in exc.errors())
 
 
 class _Wire(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from mmq import services
 from mmq.broker import INGEST_TASK, PING_TASK, SEARCH_TASK
-from mmq.schemas import IngestTaskMessage, RawIngestRequest, SearchRequest
+from mmq.schemas import IngestTaskMessage, RawIngestRequest, SearchRequest, describe_errors
 from mmq.services.ingest_task import register_raw_request, run_ingest_task
 from workers.app import app
 from workers.runtime import get_runtime
@@ -24,13 +24,7 @@ def _parse(model: type[M], payload: object) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise ValueError(f"invalid request: {_errors(exc)}") from None
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors()
-    )
+        raise ValueError(f"invalid request: {describe_errors(exc, 'request')}") from None
 
 
 @app.task(name=INGEST_TASK, bind=True)
@@ -42,10 +36,9 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     else:
         # A whole request, from a producer that wrote no job (not mmq.Client).
         task_id = str(self.request.id)
+        request = _parse(RawIngestRequest, payload)
         with rt.sessions() as session:
-            conn = session.connection().connection.driver_connection
-            request = _parse(RawIngestRequest, payload)
-            register_raw_request(conn, task_id=task_id, request=request)  # type: ignore[arg-type]
+            register_raw_request(session, task_id=task_id, request=request)
             session.commit()
     try:
         result = run_ingest_task(

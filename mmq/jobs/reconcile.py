@@ -25,7 +25,7 @@ def reconcile(
 ) -> list[str]:
     """Send again every stale unfinished task; returns their ids. `conn` is autocommit."""
     sent = []
-    for task_id, _job_id in store.stale_tasks(conn, queued_after_s=after_s):
+    for task_id in store.stale_tasks(conn, queued_after_s=after_s):
         if not store.try_lock(conn, task_id):
             continue  # a live worker is running it
         # Freed before sending: a worker that found it locked would drop the new message.

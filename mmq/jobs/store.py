@@ -17,6 +17,11 @@ from psycopg.types.json import Jsonb
 from mmq.schemas import IngestResult, ItemResult, JobState, JobStatus
 
 
+def psycopg_url(url: str) -> str:
+    """A SQLAlchemy-style URL (postgresql+psycopg://) → the libpq URL psycopg takes."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 @dataclass(frozen=True)
 class NewTask:
     id: str
@@ -214,23 +219,18 @@ def finish_task(conn: Connection, task_id: str) -> None:
     )
 
 
-def stale_tasks(conn: Connection, *, queued_after_s: float) -> list[tuple[str, str]]:
-    """(task id, job id) of unfinished tasks sent over `queued_after_s` ago, oldest first."""
+def stale_tasks(conn: Connection, *, queued_after_s: float) -> list[str]:
+    """Ids of the unfinished tasks sent over `queued_after_s` ago, oldest first."""
     rows = conn.execute(
-        "SELECT id, job_id FROM ingest_tasks WHERE state <> 'done'"
+        "SELECT id FROM ingest_tasks WHERE state <> 'done'"
         " AND sent_at < now() - make_interval(secs => %s) ORDER BY sent_at",
         (queued_after_s,),
     ).fetchall()
-    return [(r[0], r[1]) for r in rows]
+    return [r[0] for r in rows]
 
 
 def mark_sent(conn: Connection, task_id: str) -> None:
     conn.execute("UPDATE ingest_tasks SET sent_at = now() WHERE id = %s", (task_id,))
-
-
-def psycopg_url(url: str) -> str:
-    """A SQLAlchemy-style URL (postgresql+psycopg://) → the libpq URL psycopg takes."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def fail_items(

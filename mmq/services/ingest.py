@@ -23,7 +23,14 @@ from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.fusion import fused_dim
 from mmq.media import MediaError, clean_text, confined, decode_image, read_image_bytes
-from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIngestRequest
+from mmq.schemas import (
+    FusionName,
+    IngestItem,
+    IngestResult,
+    ItemResult,
+    RawIngestRequest,
+    describe_errors,
+)
 from mmq.services.vectors import item_vector
 from mmq.services.video import IndexedVideo, index_video
 from mmq.store import repository
@@ -321,9 +328,7 @@ def invalid_item(index: int, raw: object, exc: ValidationError) -> ItemResult:
     external_id = fields.get("external_id")
     external_id = _printable(external_id[:512]) if isinstance(external_id, str) else None
     source = fields.get("image_path") or fields.get("video_path") or external_id
-    errors = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors()
-    )
+    errors = describe_errors(exc, "item")
     return ItemResult(
         index=index,
         source=_printable(str(source)[:200]) if source else f"<item {index}>",

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.jobs import store
-from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest
+from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest, describe_errors
 from mmq.services.ingest import Interrupts, ingest, invalid_item
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,11 @@ class UnknownTask(LookupError):
     """The message names a task the database does not hold."""
 
 
-def register_raw_request(
-    conn: psycopg.Connection, *, task_id: str, request: RawIngestRequest
-) -> None:
+def register_raw_request(session: Session, *, task_id: str, request: RawIngestRequest) -> None:
     """A whole request sent by a producer that wrote no job (not mmq.Client) becomes a
     one-task job under the message's id, with the same bookkeeping; a redelivery changes
     nothing. Items that are not valid fail now, each with its reason. The caller commits."""
+    conn = _psycopg(session)
     if store.task_exists(conn, task_id):
         return
     items: list[dict[str, object] | None] = []
@@ -112,7 +111,7 @@ def _request(session: Session, task_id: str, claim: store.Claim) -> RawIngestReq
     try:
         return RawIngestRequest.model_validate(claim.request)
     except ValidationError as exc:
-        error = f"invalid request: {exc.errors()[0]['msg']}"
+        error = f"invalid request: {describe_errors(exc, 'request')}"
         store.fail_items(
             _psycopg(session), task_id=task_id, first_index=claim.first_index,
             local=claim.pending, error=error,
