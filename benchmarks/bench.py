@@ -128,7 +128,7 @@ def print_table(out: dict) -> None:  # type: ignore[type-arg]
     print(f"{'ingest (images/s)':44s} {'value':>10s}")
     print(
         f"{'  limit: forward pass alone':44s} {limit['images_per_s']:10.1f}"
-        f"  (batch {limit['batch']}, {limit['threads']} threads)"
+        f"  (batch {limit['batch']}, {limit['streams']}x{limit['threads']} threads)"
     )
     curve = ", ".join(f"{k} {v:.0f}" for k, v in limit["curve"].items())
     print(f"  (forward pass alone: {curve})")

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # (threads pool; texts never wait).
     encode_batch_size: int = Field(default=4, gt=0)
     encode_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    # Forward passes run side by side in a threads-pool worker, each on cpus/streams torch
+    # threads. Unset: one single-threaded pass per CPU core, or one pass on a GPU.
+    encode_streams: int | None = Field(default=None, gt=0, le=64)
     # "threads": one process and one model; tasks run in `worker_threads` threads whose
     # encodes are merged into model batches (mmq/encoders/batching.py). "prefork": one
     # model per process, each running one task at a time, no merging.

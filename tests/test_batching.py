@@ -67,3 +67,31 @@ def test_a_bad_request_fails_alone(encoder: Encoder) -> None:
     assert isinstance(found[1], Exception)
     for row in (found[0], found[2]):
         np.testing.assert_allclose(row, encoder.encode_images(pictures(1)), atol=1e-5)
+
+
+def test_streams_run_forward_passes_side_by_side(encoder: Encoder) -> None:
+    batching = BatchingEncoder(encoder, max_batch=2, max_wait_s=0.05, streams=2).load()
+    running, most = 0, 0
+    lock = threading.Lock()
+    forward = encoder.encode_prepared
+
+    def counted(prepared, n):  # type: ignore[no-untyped-def]
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return forward(prepared, n)
+        finally:
+            with lock:
+                running -= 1
+
+    images = pictures(8)
+    encoder.encode_prepared = counted  # type: ignore[method-assign]
+    try:
+        found = concurrently(lambda im: batching.encode_images([im])[0], images)
+    finally:
+        del encoder.encode_prepared  # the fixture's encoder is shared
+    assert most == 2
+    assert batching.items_encoded == 8
+    np.testing.assert_allclose(np.stack(found), encoder.encode_images(images), atol=1e-5)

@@ -14,7 +14,7 @@ from skimage import data
 
 from mmq.encoders import get_encoder
 from mmq.encoders.base import l2_normalize
-from mmq.encoders.lite import TOP_K, LiteEncoder
+from mmq.encoders.lite import TOP_K, LiteEncoder, image_tower, load_image_model
 
 DIM = 384
 
@@ -200,3 +200,16 @@ def test_the_shipped_head_keeps_photos_unlike_flickr(encoder: LiteEncoder, cache
         hits[enc.name] = int((found == np.arange(len(PHOTOS))).sum())
     print(f"\ndemo captions finding their own photo (of {len(PHOTOS)}): {hits}")
     assert hits["lite"] >= hits["lite-conse"]
+
+
+def test_the_frozen_script_computes_what_the_eager_model_does() -> None:
+    import torch
+
+    net = load_image_model()
+    batch = torch.rand(3, 3, 224, 224) * 2 - 1  # inputs as prepare_images scales them
+    with torch.inference_mode():
+        eager = image_tower(net, script=False)(batch)
+        frozen = image_tower(net, script=True)(batch)
+    for a, b in zip(eager, frozen, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert isinstance(image_tower(net, script=True), torch.jit.ScriptModule)

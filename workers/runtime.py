@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmq.config import Settings, get_settings
 from mmq.embedded import resolve_urls
 from mmq.encoders import Encoder, get_encoder
+from mmq.encoders.base import resolve_device
 from mmq.encoders.batching import BatchingEncoder
 from mmq.store.db import make_engine, make_sessionmaker
 from mmq.store.migrate import require_schema
@@ -51,19 +53,35 @@ def get_runtime() -> Runtime:
                 settings.model, settings.device, cache_dir=settings.state_dir / "cache"
             )
             if settings.worker_pool == "threads":
+                streams = encode_streams(settings)
+                # torch's threads are shared by the process: each stream gets its share.
+                torch.set_num_threads(max(1, cpu_count() // streams))
                 encoder = BatchingEncoder(
                     encoder,
                     max_batch=settings.encode_batch_size,
                     max_wait_s=settings.encode_wait_ms / 1000,
+                    streams=streams,
                 )
             encoder.load()
             log.info(
-                "loaded %s (version %s) on %s, %d torch threads",
+                "loaded %s (version %s) on %s, %d torch threads, %d encode streams",
                 encoder.name,
                 encoder.version,
                 encoder.device,
                 torch.get_num_threads(),
+                getattr(encoder, "streams", 1),
             )
             engine = make_engine(urls.database_url)
             _runtime = Runtime(settings, encoder, engine, make_sessionmaker(engine))
         return _runtime
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def encode_streams(settings: Settings) -> int:
+    """MMQ_ENCODE_STREAMS, or: one per CPU core on a CPU, one on a GPU."""
+    if settings.encode_streams:
+        return settings.encode_streams
+    return 1 if resolve_device(settings.device) == "cuda" else cpu_count()

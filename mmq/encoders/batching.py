@@ -2,9 +2,16 @@
 
 A worker running tasks in threads (the default pool) serves many small messages at once,
 often one item each. Each task decodes its own input in its own thread, then hands it to
-the one model thread here, which merges whatever requests are waiting (up to `max_batch`
-items, waiting at most `max_wait_s` for more images) into a single forward pass and hands each
-caller its rows back. Decoding in the task threads overlaps with the model's work.
+the model threads here. A model thread merges whatever requests are waiting (up to
+`max_batch` items, waiting at most `max_wait_s` for more images) into a single forward pass
+and hands each caller its rows back. Decoding in the task threads overlaps with the model's
+work.
+
+With `streams` > 1, that many model threads run forward passes side by side (the model is
+shared: inference does not modify it). On a CPU, one single-threaded forward pass per core
+beats one pass spread over the cores: a pass has hundreds of small operations, and every one
+of them synchronises torch's intra-op threads, which stall whenever a decoding thread holds
+a core (benchmarks/forward_variants.py measures both).
 """
 
 from __future__ import annotations
@@ -32,21 +39,28 @@ class _Request:
 
 
 class BatchingEncoder(Encoder):
-    """Wraps an encoder; thread-safe; one model thread does every forward pass."""
+    """Wraps an encoder; thread-safe; `streams` model threads do every forward pass."""
 
-    def __init__(self, inner: Encoder, *, max_batch: int, max_wait_s: float) -> None:
+    def __init__(
+        self, inner: Encoder, *, max_batch: int, max_wait_s: float, streams: int = 1
+    ) -> None:
         super().__init__(inner.requested_device)
         self.inner, self.max_batch, self.max_wait_s = inner, max_batch, max_wait_s
+        self.streams = streams
         self.name = inner.name
         self.cut_distance = inner.cut_distance
         self._requests: queue.Queue[_Request] = queue.Queue()
         self._held: _Request | None = None  # taken while batching the other modality
+        # One model thread at a time gathers its batch; the others run theirs meanwhile.
+        self._gathering = threading.Lock()
+        self._counting = threading.Lock()
         self.forward_passes = self.items_encoded = 0  # their ratio: the mean batch size
 
     def _load(self) -> None:
         self.inner.load()
         self.device, self.dim, self.version = self.inner.device, self.inner.dim, self.inner.version
-        threading.Thread(target=self._serve, name="mmq-encoder", daemon=True).start()
+        for i in range(self.streams):
+            threading.Thread(target=self._serve, name=f"mmq-encoder-{i}", daemon=True).start()
 
     def prepare_images(self, images: list[Image.Image]) -> Any:
         return self.inner.prepare_images(images)  # in the calling task's thread
@@ -81,6 +95,10 @@ class BatchingEncoder(Encoder):
                         request.done.set_exception(exc)
 
     def _next_batch(self) -> list[_Request]:
+        with self._gathering:
+            return self._gather()
+
+    def _gather(self) -> list[_Request]:
         first = self._held or self._requests.get()
         self._held = None
         batch, size = [first], first.n
@@ -113,10 +131,9 @@ class BatchingEncoder(Encoder):
                 except Exception as exc:
                     request.done.set_exception(exc)
             return
-        self.forward_passes, self.items_encoded = (
-            self.forward_passes + 1,
-            self.items_encoded + len(rows),
-        )
+        with self._counting:
+            self.forward_passes += 1
+            self.items_encoded += len(rows)
         start = 0
         for request in batch:
             request.done.set_result(rows[start : start + request.n])
