@@ -278,3 +278,20 @@ def test_non_strings_are_refused(value: object) -> None:
 
 def test_media_error_is_a_value_error() -> None:
     assert issubclass(MediaError, ValueError)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_keeps_min_side() -> None:
+    image = Image.new("RGB", (2000, 1600), (200, 120, 40))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    # 1600 // 224 = 7: the largest power of two that keeps both sides >= 224 is 4.
+    small = decode_image(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, min_side=224)
+    assert small.size == (500, 400) and small.mode == "RGB"
+    assert small.getpixel((250, 200)) == pytest.approx((200, 120, 40), abs=3)
+    assert decode(data).size == (2000, 1600)
+    # Only JPEG has a reduced-scale decode; other formats decode in full.
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    png = decode_image(buf.getvalue(), max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, min_side=224)
+    assert png.size == (2000, 1600)

@@ -71,7 +71,8 @@ def get_runtime() -> Runtime:
                 torch.get_num_threads(),
                 getattr(encoder, "streams", 1),
             )
-            engine = make_engine(urls.database_url)
+            # Each task thread holds two connections at once: its session's and its lock's.
+            engine = make_engine(urls.database_url, pool_size=2 * settings.worker_threads)
             _runtime = Runtime(settings, encoder, engine, make_sessionmaker(engine))
         return _runtime
 

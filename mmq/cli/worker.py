@@ -14,13 +14,16 @@ def run_worker(args: argparse.Namespace) -> int:
     # the URLs so the pool processes connect to the same ones without managing them.
     settings = get_settings()
     export_urls(resolve_urls(settings))
-    # The runtime reads the pool from the settings: batch encodes across threads or not.
+    # The runtime reads the pool from the settings (batch encodes across threads or not),
+    # and the threads pool's size (its database pool holds two connections per thread).
     pool = args.pool or settings.worker_pool
     os.environ["MMQ_WORKER_POOL"] = pool
+    concurrency = args.concurrency or (settings.worker_threads if pool == "threads" else 1)
+    if pool == "threads":
+        os.environ["MMQ_WORKER_THREADS"] = str(concurrency)
     get_settings.cache_clear()
     from workers.app import app
 
-    concurrency = args.concurrency or (settings.worker_threads if pool == "threads" else 1)
     queues = ",".join(q.strip() for q in args.queues.split(",") if q.strip())
     argv = [
         "worker",

@@ -67,6 +67,10 @@ class Encoder(ABC):
     # benchmarks/video_cut_distances.py. MMQ_VIDEO_CUT_DISTANCE overrides it. (Not measured
     # for CLIP models yet: they get ConSE's value.)
     cut_distance: float = 0.3
+    # The shorter side, in pixels, that the model's preprocessing resizes images to. A JPEG
+    # at least twice as large is decoded at 1/2, 1/4 or 1/8 scale, never below this (a
+    # fraction of the cost of a full decode). None: always decode in full.
+    decode_side: int | None = None
 
     def __init__(self, device: str = "auto") -> None:
         self.requested_device = device

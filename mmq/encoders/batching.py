@@ -59,6 +59,7 @@ class BatchingEncoder(Encoder):
     def _load(self) -> None:
         self.inner.load()
         self.device, self.dim, self.version = self.inner.device, self.inner.dim, self.inner.version
+        self.decode_side = self.inner.decode_side
         for i in range(self.streams):
             threading.Thread(target=self._serve, name=f"mmq-encoder-{i}", daemon=True).start()
 

@@ -56,6 +56,7 @@ class ClipEncoder(Encoder):
             raise EncoderError(f"{type(model).__name__} at {folder} is not a text-image model")
         self.model = model.to(self.device).eval()
         self.processor = processor
+        self.decode_side = _resize_side(processor)
         self.max_length = self._text_max_length()
         weights = [p for pattern in _WEIGHT_PATTERNS for p in folder.glob(pattern)]
         self.version = hash_files(weights, type(model).__name__)
@@ -94,6 +95,17 @@ class ClipEncoder(Encoder):
         pixels = prepared.to(self.device, dtype=self.model.dtype)
         with torch.inference_mode():
             return _as_array(self.model.get_image_features(pixel_values=pixels))
+
+
+def _resize_side(processor: Any) -> int | None:
+    """The shorter side the image processor resizes to (None if it does not say)."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+
+    def field(key: str) -> Any:  # a dict in older transformers, a SizeDict in newer
+        return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+    side = field("shortest_edge") or min(field("height") or 0, field("width") or 0)
+    return int(side) or None
 
 
 def _as_array(features: Any) -> np.ndarray:

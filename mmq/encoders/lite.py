@@ -31,6 +31,7 @@ class LiteEncoder(Encoder):
     # video's cuts by 0.47 to 0.67 (benchmarks/video_cut_distances.py --model lite-conse).
     cut_distance = 0.3
     dim = 384
+    decode_side = IMAGE_SIZE
 
     def __init__(self, device: str = "auto", cache_dir: Path | None = None) -> None:
         super().__init__(device)

@@ -158,6 +158,10 @@ def unlock(conn: Connection, task_id: str) -> None:
     conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (task_id,))
 
 
+def unlock_all(conn: Connection) -> None:
+    conn.execute("SELECT pg_advisory_unlock_all()")
+
+
 def claim_task(conn: Connection, task_id: str) -> Claim | None:
     """Count one more attempt and mark the task running (the caller commits)."""
     row = conn.execute(

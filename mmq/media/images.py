@@ -25,11 +25,15 @@ def read_image_bytes(path: str | Path, *, max_bytes: int) -> bytes:
     return p.read_bytes()
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def decode_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None
+) -> Image.Image:
     """Decode untrusted bytes into an RGB image, or raise MediaError saying why not.
 
     The pixel count is checked from the header before any pixel is decoded, so a small file
     that claims 50,000 x 50,000 pixels costs nothing. Animated images give their first frame.
+    `min_side`: a JPEG is decoded at the smallest of 1/8, 1/4, 1/2 or full scale that keeps
+    both sides at least this long (libjpeg scales in the DCT, before the pixels exist).
     """
     if not data:
         raise MediaError("image is empty (0 bytes)")
@@ -44,8 +48,11 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
                 raise MediaError(
                     f"image is {width}x{height} pixels, the limit is {max_pixels} pixels"
                 )
+            if min_side and opened.format == "JPEG":
+                opened.draft(None, (min_side, min_side))
             opened.load()  # decode now: truncation and corruption surface here, not later
-            return _to_rgb(ImageOps.exif_transpose(opened))
+            ImageOps.exif_transpose(opened, in_place=True)  # no copy when already upright
+            return _to_rgb(opened)
     except MediaError:
         raise
     except UnidentifiedImageError:

@@ -101,7 +101,7 @@ def ingest(
             if item.is_video:
                 videos.append((index, item))
                 continue
-            d = _decode(index, item, settings)
+            d = _decode(index, item, settings, encoder.decode_side)
         except MediaError as exc:
             results[index] = _failed(index, item, str(exc))
             continue
@@ -207,7 +207,7 @@ def _key(item: IngestItem, content_hash: str) -> str:
     return f"ext:{item.external_id}" if item.external_id else f"sha256:{content_hash}"
 
 
-def _decode(index: int, item: IngestItem, settings: Settings) -> _Decoded:
+def _decode(index: int, item: IngestItem, settings: Settings, decode_side: int | None) -> _Decoded:
     digest = hashlib.sha256()
     image = text = uri = None
     if item.image_path is not None or item.image_bytes is not None:
@@ -218,7 +218,10 @@ def _decode(index: int, item: IngestItem, settings: Settings) -> _Decoded:
         else:
             data = item.image_bytes or b""
         image = decode_image(
-            data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            data,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            min_side=decode_side,
         )
         digest.update(b"image:" + hashlib.sha256(data).digest())
     if item.text is not None:

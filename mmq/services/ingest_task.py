@@ -15,7 +15,7 @@ from typing import cast
 
 import psycopg
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmq.config import Settings
@@ -68,16 +68,29 @@ def run_ingest_task(
 ) -> IngestResult | None:
     """Run the task unless another live worker is running it (then None: this message is
     a duplicate). `interrupts` (a soft time limit) end the attempt with items pending."""
-    url = store.psycopg_url(engine.url.render_as_string(hide_password=False))
-    with psycopg.connect(url, autocommit=True) as lock:
-        if not store.try_lock(lock, task_id):
-            log.info("task %s is running in another worker; dropping this copy", task_id)
-            return None
+    # The lock lives on a pooled connection of its own (opening one per task costs a
+    # server process each time), outside any transaction.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as pooled:
+        lock = cast(psycopg.Connection, pooled.connection.driver_connection)
         try:
+            if not store.try_lock(lock, task_id):
+                log.info("task %s is running in another worker; dropping this copy", task_id)
+                return None
             with sessions() as session:
                 return _run(encoder, session, task_id, settings, interrupts)
         finally:
-            store.unlock(lock, task_id)
+            _release(pooled, lock)
+
+
+def _release(pooled: Connection, lock: psycopg.Connection) -> None:
+    """Free every advisory lock before the connection goes back to the pool. If that does
+    not happen (an error, or a time limit raised right here), the connection is closed
+    instead, which frees them too: a pooled connection never keeps a task locked."""
+    try:
+        store.unlock_all(lock)
+    except BaseException:
+        pooled.invalidate()
+        raise
 
 
 def _run(

@@ -163,6 +163,7 @@ def _encode_query(
             request.image_bytes,
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
+            min_side=encoder.decode_side,
         )
         parts["image"] = encoder.encode_images([image])[0]
     return parts

@@ -44,6 +44,7 @@ def image_features(
                 read_image_bytes(paths[i], max_bytes=limits.max_image_bytes),
                 max_bytes=limits.max_image_bytes,
                 max_pixels=limits.max_image_pixels,
+                min_side=encoder.decode_side,
             )
             for i in batch
         ]
