@@ -22,6 +22,8 @@ from mmq.schemas import SearchResult
 from mmq.store import repository
 from mmq.store.tables import Collection, Item
 
+ROWS_PER_CALL = 2000  # rows built and sent per upsert call while loading
+
 
 def real_vectors(session: Session, collection: str) -> np.ndarray:
     cid = repository.get_collection(session=session, name=collection).id
@@ -58,10 +60,10 @@ def build(
             hnsw_ef_construction=settings.hnsw_ef_construction,
         )
         repository.drop_item_index(session=session, collection=collection)
-        for start in range(0, len(vectors), repository.UPSERT_ROWS):
+        for start in range(0, len(vectors), ROWS_PER_CALL):
             rows = [
                 repository.ItemRow(f"ext:{i}", str(i), "image", None, None, {}, str(i), vectors[i])
-                for i in range(start, min(start + repository.UPSERT_ROWS, len(vectors)))
+                for i in range(start, min(start + ROWS_PER_CALL, len(vectors)))
             ]
             repository.upsert_items(session=session, collection=collection, rows=rows)
         session.commit()

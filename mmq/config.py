@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     ingest_chunk_size: int = Field(default=16, gt=0, le=1024)
     # Items per model forward pass, and how long the model thread waits for more images
     # (threads pool; texts never wait).
-    encode_batch_size: int = Field(default=4, gt=0)
+    encode_batch_size: int = Field(default=2, gt=0)
     encode_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     # Forward passes run side by side in a threads-pool worker, each on cpus/streams torch
     # threads. Unset: one single-threaded pass per CPU core, or one pass on a GPU.

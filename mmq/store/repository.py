@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import Table, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -54,7 +54,6 @@ class HitRow:
     distance: float
 
 
-UPSERT_ROWS = 2000
 _UPDATED_COLUMNS = (
     "external_id",
     "kind",
@@ -70,6 +69,20 @@ _UPDATED_COLUMNS = (
     "text_vector",
     "duration_s",
 )
+
+
+def _upsert_statement() -> Any:
+    # Core, not ORM: run with a list of parameter sets, a Core INSERT ... RETURNING pages
+    # them into multi-row statements and hands every returned row back.
+    table = cast(Table, Item.__table__)
+    base = insert(table)
+    updated = {name: base.excluded[name] for name in _UPDATED_COLUMNS}
+    return base.on_conflict_do_update(
+        constraint="items_collection_key", set_={**updated, "updated_at": func.now()}
+    ).returning(table.c.key, table.c.id)
+
+
+_UPSERT = _upsert_statement()
 
 
 def index_name(collection_id: int) -> str:
@@ -171,16 +184,10 @@ def upsert_items(
         }
         for row in unique
     ]
-    ids: dict[str, int] = {}
-    # PostgreSQL caps a statement at 65,535 bound parameters: 15 per row.
-    for start in range(0, len(values), UPSERT_ROWS):
-        base = insert(Item).values(values[start : start + UPSERT_ROWS])
-        updated = {name: base.excluded[name] for name in _UPDATED_COLUMNS}
-        stmt = base.on_conflict_do_update(
-            constraint="items_collection_key", set_={**updated, "updated_at": func.now()}
-        ).returning(Item.key, Item.id)
-        ids.update({key: item_id for key, item_id in session.execute(stmt)})
-    return ids
+    # Many parameter sets for one statement: SQLAlchemy sends them as multi-row INSERTs
+    # (its "insertmanyvalues", pages within PostgreSQL's bound-parameter cap) and compiles
+    # the statement once per process, not once per call.
+    return {key: item_id for key, item_id in session.execute(_UPSERT, values)}
 
 
 def create_indexes(
