@@ -56,8 +56,9 @@ def main() -> int:
     with running_workers(client.app, log_dir=logs, roots=roots):
         bench_ingest.through_queue(client, items[:64], chunk_size=16)  # warm-up
         chunk = settings.ingest_chunk_size
-        out["ingest_batch"] = bench_ingest.through_queue(client, items, chunk_size=chunk)
-        single = bench_ingest.through_queue(client, items, chunk_size=1)
+        batch = bench_ingest.through_queue(client, items, chunk_size=chunk)
+        single_run = bench_ingest.through_queue(client, items, chunk_size=1)
+        out["ingest_batch"], single = batch.images_per_s, single_run.images_per_s
         out["ingest_one_per_message"] = single
         out["queue"] = {
             "celery_round_trips_per_s": bench_queue.celery_round_trips(client, 300),
@@ -82,7 +83,15 @@ def main() -> int:
     naive_env = {**os.environ, "MMQ_WORKER_POOL": "prefork"}
     with running_workers(client.app, queues=("ingest",), log_dir=logs, env=naive_env, roots=roots):
         bench_ingest.through_queue(client, items[:64], chunk_size=1)  # warm-up
-        out["ingest_naive"] = bench_ingest.through_queue(client, items, chunk_size=1)
+        naive = bench_ingest.through_queue(client, items, chunk_size=1)
+        out["ingest_naive"] = naive.images_per_s
+    out["cpu_ms_per_image"] = {
+        "batch": batch.cpu_ms_per_image,
+        "one_per_message": single_run.cpu_ms_per_image,
+        "naive": naive.cpu_ms_per_image,
+        "limit_forward_pass": 1000 * len(os.sched_getaffinity(0)) / out["limit"]["images_per_s"],  # type: ignore[index]
+        "decode_and_prepare": bench_ingest.decode_cost_ms(encoder, items),
+    }
     limit = out["limit"]["images_per_s"]  # type: ignore[index]
     out["ingest_ratio_to_limit"] = out["ingest_batch"] / limit  # type: ignore[operator]
     out["ingest_one_per_message_ratio_to_limit"] = single / limit
@@ -141,6 +150,8 @@ def print_table(out: dict) -> None:  # type: ignore[type-arg]
         "one_per_message_speedup_vs_naive",
     ):
         print(f"  {key:42s} {out[key]:10.2f}")
+    cpu = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in out["cpu_ms_per_image"].items())
+    print(f"  CPU ms per image, whole machine: {cpu}")
     q = out["queue"]
     print(
         f"queue: celery no-op round trips {q['celery_round_trips_per_s']:.0f}/s, redis-py "

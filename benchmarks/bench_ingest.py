@@ -10,13 +10,15 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
 from mmq.cli.demo import write_photos
 from mmq.client import Client
+from mmq.config import get_settings
 from mmq.encoders import Encoder
+from mmq.media import decode_image, read_image_bytes
 from mmq.schemas import IngestItem, IngestResult
 
 FLICKR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k-dev" / "images"
@@ -88,13 +90,43 @@ def _forward_rate(encoder: Encoder, prepared: Any, batch: int, streams: int) -> 
     return n / (time.perf_counter() - t0)
 
 
-def through_queue(client: Client, items: list[IngestItem], *, chunk_size: int) -> float:
+class Throughput(NamedTuple):
+    images_per_s: float
+    cpu_ms_per_image: float  # the whole machine's busy CPU time (every process) per image
+
+
+def through_queue(client: Client, items: list[IngestItem], *, chunk_size: int) -> Throughput:
     """Images per second from the first enqueue to the last row stored."""
-    t0 = time.monotonic()
+    busy0, t0 = machine_busy_s(), time.monotonic()
     job = client.ingest(items, collection=f"bench-{uuid.uuid4().hex[:8]}", chunk_size=chunk_size)
     result = job.result(timeout=3600)
-    wall = time.monotonic() - t0
+    wall, busy = time.monotonic() - t0, machine_busy_s() - busy0
     assert isinstance(result, IngestResult)
     if result.failed:
         raise SystemExit(f"ingest failed: {[i.error for i in result.items if i.error][:3]}")
-    return len(items) / wall
+    return Throughput(len(items) / wall, 1000 * busy / len(items))
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (Linux /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # up to steal, no guests
+
+
+def decode_cost_ms(encoder: Encoder, items: list[IngestItem]) -> float:
+    """CPU milliseconds per image to read, decode and prepare one photo, on one thread: the
+    work a worker does beside the forward pass."""
+    settings = get_settings()
+    paths = [item.image_path or "" for item in items[:100]]
+    t0 = time.thread_time()
+    for path in paths:
+        data = read_image_bytes(path, max_bytes=settings.max_image_bytes)
+        image = decode_image(
+            data,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            min_side=encoder.decode_side,
+        )
+        encoder.prepare_images([image])
+    return 1000 * (time.thread_time() - t0) / len(paths)
