@@ -18,6 +18,7 @@ from mmq.cli.demo import write_photos
 from mmq.client import Client
 from mmq.config import get_settings
 from mmq.encoders import Encoder
+from mmq.encoders.base import cpu_count
 from mmq.media import decode_image, read_image_bytes
 from mmq.schemas import IngestItem, IngestResult
 
@@ -53,7 +54,7 @@ def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, Any]:
         images.append(image.resize((224, 224), Image.Resampling.BICUBIC))
     prepared = encoder.prepare_images(images)
     encoder.encode_prepared(prepared[:8], 8)  # warm-up
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_count()
     layouts = sorted({(1, 1), (1, cores), (cores, 1)})  # (passes side by side, torch threads)
     best: dict[str, Any] = {"images_per_s": 0.0}
     curve: dict[str, float] = {}

@@ -13,7 +13,6 @@ is the best of `--rounds`, the variants interleaved round by round.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import tempfile
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from benchmarks.bench_ingest import photo_items
+from mmq.encoders.base import cpu_count
 from mmq.encoders.lite import LiteEncoder, image_tower, load_image_model
 from mmq.media import decode_image
 
@@ -46,7 +46,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         items, source = photo_items(args.images, Path(work))
         photos = [Path(item.image_path or "").read_bytes() for item in items]
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_count()
     layouts = [(1, cores), (cores, 1)]  # (passes side by side, torch threads each)
     best: dict[tuple[str, str, str], float] = {}
     for _ in range(args.rounds):

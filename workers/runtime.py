@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmq.config import Settings, get_settings
 from mmq.embedded import resolve_urls
 from mmq.encoders import Encoder, get_encoder
-from mmq.encoders.base import resolve_device
+from mmq.encoders.base import cpu_count, resolve_device
 from mmq.encoders.batching import BatchingEncoder
 from mmq.store.db import make_engine, make_sessionmaker
 from mmq.store.migrate import require_schema
@@ -75,10 +74,6 @@ def get_runtime() -> Runtime:
             engine = make_engine(urls.database_url, pool_size=2 * settings.worker_threads)
             _runtime = Runtime(settings, encoder, engine, make_sessionmaker(engine))
         return _runtime
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def encode_streams(settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,11 @@ def hash_files(paths: Iterable[Path], *extra: str) -> str:
     for item in extra:
         digest.update(item.encode())
     return digest.hexdigest()[:16]
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity, not the host's count)."""
+    return len(os.sched_getaffinity(0))
 
 
 def resolve_device(device: str) -> str:
