@@ -1,6 +1,7 @@
 """`make bench`: ingest, search and queue figures measured side by side in one run.
 
-    python benchmarks/bench.py [--images 500] [--sizes 10000,100000] [--queries 200]
+    python -m benchmarks.bench [--images 500] [--photos DIR] [--ingest-workers 1]
+                               [--sizes 10000,100000] [--queries 200]
 
 Prints a table and writes benchmarks/results.json. Workers run as `mmq worker` runs them
 (the threads pool, encodes merged into model batches); the naive baseline runs one task
@@ -37,6 +38,12 @@ FALLBACK_QUERIES = ["a dog running on grass", "a child in a red shirt", "a man o
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
+    parser.add_argument(
+        "--photos", type=Path, default=bench_ingest.FLICKR, help="a folder of JPEGs to ingest"
+    )
+    parser.add_argument(
+        "--ingest-workers", type=int, default=1, help="ingest worker processes (threads pool)"
+    )
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
@@ -46,14 +53,16 @@ def main() -> int:
     work = settings.state_dir / "bench"
     encoder = get_encoder(settings.model, settings.device, cache_dir=settings.state_dir / "cache")
     encoder.load()
-    items, source = bench_ingest.photo_items(args.images, work)
+    items, source = bench_ingest.photo_items(args.images, work, args.photos)
     texts = queries(args.queries)
     out: dict[str, object] = {"machine": machine(), "model": encoder.name, "photos": source}
+    out["ingest_workers"] = args.ingest_workers
     out["limit"] = bench_ingest.model_limit(encoder, items)
     client = Client(settings, urls)
     logs = settings.state_dir / "logs"
     roots = sorted({Path(it.image_path).parent for it in items if it.image_path})
-    with running_workers(client.app, log_dir=logs, roots=roots):
+    queues = ("ingest",) * args.ingest_workers + ("search",)
+    with running_workers(client.app, queues=queues, log_dir=logs, roots=roots):
         bench_ingest.through_queue(client, items[:64], chunk_size=16)  # warm-up
         chunk = settings.ingest_chunk_size
         batch = bench_ingest.through_queue(client, items, chunk_size=chunk)
@@ -135,7 +144,10 @@ def machine() -> str:
 
 def print_table(out: dict) -> None:  # type: ignore[type-arg]
     limit = out["limit"]
-    print(f"machine: {out['machine']}; model {out['model']}; photos: {out['photos']}")
+    print(
+        f"machine: {out['machine']}; model {out['model']}; photos: {out['photos']};"
+        f" {out.get('ingest_workers', 1)} ingest worker process(es)"
+    )
     print(f"{'ingest (images/s)':44s} {'value':>10s}")
     print(
         f"{'  limit: forward pass alone':44s} {limit['images_per_s']:10.1f}"

@@ -25,20 +25,22 @@ from mmq.schemas import IngestItem, IngestResult
 FLICKR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k-dev" / "images"
 
 
-def photo_items(n: int, work: Path) -> tuple[list[IngestItem], str]:
-    """`n` real photos: flickr8k-dev when present, else the bundled photos repeated with
-    distinct external ids (then each file is decoded and encoded again, as a new item)."""
-    if FLICKR.is_dir():
-        paths, source = sorted(FLICKR.glob("*.jpg"))[:n], "flickr8k-dev"
-    else:
-        photos = sorted(write_photos(work / "photos").values())
-        paths, source = [photos[i % len(photos)] for i in range(n)], "scikit-image photos"
+def photo_items(n: int, work: Path, folder: Path = FLICKR) -> tuple[list[IngestItem], str]:
+    """`n` real photos: the JPEGs in `folder` (flickr8k-dev) when there are any, else the
+    bundled photos; repeated with distinct external ids where there are fewer than `n` (then
+    each file is decoded and encoded again, as a new item)."""
+    photos = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+    source = "flickr8k-dev" if folder == FLICKR else str(folder)
+    if not photos:
+        photos, source = sorted(write_photos(work / "photos").values()), "scikit-image photos"
+    paths = [photos[i % len(photos)] for i in range(n)]
     for p in set(paths):
         p.read_bytes()  # into the page cache: every run below reads warm files
     items = [
         IngestItem(image_path=str(p), external_id=f"{i}:{p.name}") for i, p in enumerate(paths)
     ]
-    return items, f"{len(items)} {source}"
+    distinct = f" ({len(set(paths))} files)" if len(set(paths)) < n else ""
+    return items, f"{len(items)} {source}{distinct}"
 
 
 def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, Any]:
@@ -56,12 +58,18 @@ def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, Any]:
     encoder.encode_prepared(prepared[:8], 8)  # warm-up
     cores = cpu_count()
     layouts = sorted({(1, 1), (1, cores), (cores, 1)})  # (passes side by side, torch threads)
+    batches: tuple[int, ...] = (1, 2, 4, 8, 16)
+    if encoder.device == "cuda":
+        # A GPU wants large batches, and enough images for several passes of the largest;
+        # torch's CPU threads do not matter there.
+        prepared, batches, layouts = torch.cat([prepared] * 8), (16, 32, 64, 128, 256), [(1, 1)]
+        encoder.encode_prepared(prepared[:256], 256)
     best: dict[str, Any] = {"images_per_s": 0.0}
     curve: dict[str, float] = {}
     threads_before = torch.get_num_threads()
     for streams, threads in layouts:
         torch.set_num_threads(threads)
-        for batch in (1, 2, 4, 8, 16):
+        for batch in batches:
             rate = _forward_rate(encoder, prepared, batch, streams)
             curve[f"batch {batch}, {streams}x{threads} threads"] = rate
             if rate > best["images_per_s"]:

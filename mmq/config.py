@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     # Work shaping.
     ingest_chunk_size: int = Field(default=16, gt=0, le=1024)
     # Items per model forward pass, and how long the model thread waits for more images
-    # (threads pool; texts never wait).
-    encode_batch_size: int = Field(default=2, gt=0)
+    # (threads pool; texts never wait). Unset: 2 on a CPU, 64 on a GPU (workers/runtime.py).
+    encode_batch_size: int | None = Field(default=None, gt=0)
     encode_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     # Forward passes run side by side in a threads-pool worker, each on cpus/streams torch
     # threads. Unset: one single-threaded pass per CPU core, or one pass on a GPU.
@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # model per process, each running one task at a time, no merging.
     worker_pool: Literal["threads", "prefork"] = "threads"
     worker_threads: int = Field(default=8, gt=0, le=512)
+    # Threads-pool workers run up to this many fresh ingest tasks that arrive together as
+    # one, sharing their bookkeeping (mmq/services/ingest_together.py; 1: each alone), and
+    # wait up to `ingest_coalesce_ms` for company.
+    ingest_coalesce: int = Field(default=4, gt=0, le=512)
+    ingest_coalesce_ms: float = Field(default=20.0, ge=0, le=1000)
     default_fusion: FusionName = "sum"
 
     # Delivery (README "Reliability"). Every task gets these time limits: the soft one

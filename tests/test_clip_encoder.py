@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 from skimage import data
-from tiny_clip import build_tiny_clip  # pytest prepends tests/ (no __init__.py)
 from transformers import CLIPModel, CLIPProcessor
 
+from benchmarks.random_clip import build_tiny_clip
 from mmq.encoders import EncoderError, UnknownModelError, get_encoder
 from mmq.encoders.base import Encoder
 

@@ -6,8 +6,8 @@ import os
 import uuid
 
 import pytest
-from tiny_clip import build_tiny_clip
 
+from benchmarks.random_clip import build_tiny_clip
 from mmq.config import Settings
 from mmq.schemas import IngestItem
 

@@ -41,13 +41,19 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
             register_raw_request(session, task_id=task_id, request=request)
             session.commit()
     try:
-        result = run_ingest_task(
-            encoder=rt.encoder,
-            engine=rt.engine,
-            sessions=rt.sessions,
-            task_id=task_id,
-            settings=rt.settings,
-            interrupts=(SoftTimeLimitExceeded,),
+        # Run together with the fresh tasks other threads hold now, or alone.
+        outcome = rt.together.submit(task_id) if rt.together else "alone"
+        result = (
+            run_ingest_task(
+                encoder=rt.encoder,
+                engine=rt.engine,
+                sessions=rt.sessions,
+                task_id=task_id,
+                settings=rt.settings,
+                interrupts=(SoftTimeLimitExceeded,),
+            )
+            if outcome == "alone"
+            else outcome
         )
     except SoftTimeLimitExceeded as exc:
         # Its pending items are tried again one at a time, each counting an attempt.

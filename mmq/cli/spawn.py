@@ -46,16 +46,19 @@ def running_workers(
     roots: Sequence[str | Path] = (),
     timeout: float = 120.0,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """One worker process per queue (so an ingest backlog never starves searches).
-    `roots`: the only directories the workers may read image and video paths from."""
+    """One worker process per queue (so an ingest backlog never starves searches); a queue
+    named twice gets two processes (one Python process tops out at a few hundred images
+    per second, whatever its GPU can do). `roots`: the only directories the workers may
+    read image and video paths from."""
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(env or os.environ)
     if roots:
         env["MMQ_INGEST_ROOTS"] = os.pathsep.join(str(Path(r).resolve()) for r in roots)
     procs = []
     try:
-        for queue in queues:
-            with open(log_dir / f"worker-{queue}.log", "ab") as log:
+        for i, queue in enumerate(queues):
+            name = queue if queues.count(queue) == 1 else f"{queue}-{i}"
+            with open(log_dir / f"worker-{name}.log", "ab") as log:
                 procs.append(
                     subprocess.Popen(
                         worker_command(queue),

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+
+from mmq.media import Picture
 
 
 class EncoderError(Exception):
@@ -48,6 +49,13 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def default_batch_size(device: str) -> int:
+    """Items per forward pass where MMQ_ENCODE_BATCH_SIZE is unset. A CPU: 2, the best of
+    the forward-pass curve with one stream per core (`make bench`). A GPU: 64, since it needs
+    many images per pass to be busy, and fp16 activations of 64 images fit any card."""
+    return 64 if device == "cuda" else 2
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -77,6 +85,9 @@ class Encoder(ABC):
     # at least twice as large is decoded at 1/2, 1/4 or 1/8 scale, never below this (a
     # fraction of the cost of a full decode). None: always decode in full.
     decode_side: int | None = None
+    # True where the encoder decodes JPEGs on its own device (a GPU): ingest then hands
+    # JPEGs over undecoded, once their headers passed the checks (mmq.media.EncodedJpeg).
+    decodes_jpeg: bool = False
 
     def __init__(self, device: str = "auto") -> None:
         self.requested_device = device
@@ -98,13 +109,13 @@ class Encoder(ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._check(l2_normalize(self._encode_texts(list(texts))), len(texts))
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def encode_images(self, images: Sequence[Picture]) -> np.ndarray:
         self.load()
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.encode_prepared(self.prepare_images(list(images)), len(images))
 
-    def submit_images(self, images: Sequence[Image.Image]) -> Future[np.ndarray]:
+    def submit_images(self, images: Sequence[Picture]) -> Future[np.ndarray]:
         """`encode_images` as a future. Here it is done on return; a batching encoder
         returns at once, so the caller can decode its next images while the model works."""
         done: Future[np.ndarray] = Future()
@@ -114,10 +125,10 @@ class Encoder(ABC):
             done.set_exception(exc)
         return done
 
-    def prepare_images(self, images: list[Image.Image]) -> Any:
+    def prepare_images(self, images: Sequence[Picture]) -> Any:
         """The model's input batch (resized, cropped, normalised): CPU work that touches no
         model, so a batching worker runs it in each task's thread, beside the model."""
-        return images
+        return list(images)
 
     def encode_prepared(self, prepared: Any, n: int) -> np.ndarray:
         """Unit vectors of `n` images from `prepare_images` (or `join_prepared`) output."""

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from mmq.encoders.base import Encoder
+from mmq.media import Picture
 
 
 @dataclass
@@ -59,14 +59,14 @@ class BatchingEncoder(Encoder):
     def _load(self) -> None:
         self.inner.load()
         self.device, self.dim, self.version = self.inner.device, self.inner.dim, self.inner.version
-        self.decode_side = self.inner.decode_side
+        self.decode_side, self.decodes_jpeg = self.inner.decode_side, self.inner.decodes_jpeg
         for i in range(self.streams):
             threading.Thread(target=self._serve, name=f"mmq-encoder-{i}", daemon=True).start()
 
-    def prepare_images(self, images: list[Image.Image]) -> Any:
+    def prepare_images(self, images: Sequence[Picture]) -> Any:
         return self.inner.prepare_images(images)  # in the calling task's thread
 
-    def submit_images(self, images: Sequence[Image.Image]) -> Future[np.ndarray]:
+    def submit_images(self, images: Sequence[Picture]) -> Future[np.ndarray]:
         self.load()
         try:
             prepared = self.prepare_images(list(images))

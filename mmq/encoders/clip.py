@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from mmq.encoders.base import Encoder, EncoderError, hash_files
+from mmq.encoders.preprocess import Recipe, nvjpeg_works, prepare
+from mmq.media import Picture, as_image
 
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "config.json")
 
@@ -38,6 +40,7 @@ class ClipEncoder(Encoder):
         self.name = f"clip:{name_or_path}"
         self.model: Any = None
         self.processor: Any = None
+        self._recipe: Recipe | None = None  # set on a GPU: preprocessing runs there
         self.max_length = 77
 
     def _load(self) -> None:
@@ -57,6 +60,10 @@ class ClipEncoder(Encoder):
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.decode_side = _resize_side(processor)
+        if self.device == "cuda":
+            # The processor's own recipe, run on the GPU: its CPU work would starve the model.
+            self._recipe = _recipe(processor)
+            self.decodes_jpeg = self._recipe is not None and nvjpeg_works()
         self.max_length = self._text_max_length()
         weights = [p for pattern in _WEIGHT_PATTERNS for p in folder.glob(pattern)]
         self.version = hash_files(weights, type(model).__name__)
@@ -84,9 +91,11 @@ class ClipEncoder(Encoder):
         with torch.inference_mode():
             return _as_array(self.model.get_text_features(**inputs))
 
-    def prepare_images(self, images: list[Image.Image]) -> Any:
+    def prepare_images(self, images: Sequence[Picture]) -> Any:
         self.load()  # the processor comes with the checkpoint
-        rgb = [image.convert("RGB") for image in images]
+        if self._recipe is not None:
+            return prepare(images, self._recipe, self.device, self.model.dtype)
+        rgb = [as_image(image).convert("RGB") for image in images]
         return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
 
     def _encode_prepared(self, prepared: Any) -> np.ndarray:
@@ -106,6 +115,27 @@ def _resize_side(processor: Any) -> int | None:
 
     side = field("shortest_edge") or min(field("height") or 0, field("width") or 0)
     return int(side) or None
+
+
+def _recipe(processor: Any) -> Recipe | None:
+    """The processor's steps as a Recipe, if they are resize-shorter-side, centre-crop and
+    normalise (CLIP's); None for any other (SigLIP resizes to a square without cropping)."""
+    ip = getattr(processor, "image_processor", None)
+    crop = getattr(ip, "crop_size", None)
+
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    side = _resize_side(processor)
+    steps = ("do_resize", "do_center_crop", "do_rescale", "do_normalize")
+    if ip is None or not all(getattr(ip, s, False) for s in steps) or crop is None:
+        return None
+    if side is None or get(getattr(ip, "size", None), "shortest_edge") is None:
+        return None
+    if abs(float(getattr(ip, "rescale_factor", 0)) - 1 / 255) > 1e-9:
+        return None
+    mean, std = tuple(ip.image_mean), tuple(ip.image_std)
+    return Recipe(side, (int(get(crop, "height")), int(get(crop, "width"))), mean, std)
 
 
 def _as_array(features: Any) -> np.ndarray:

@@ -7,19 +7,22 @@ text embeddings of its top-k ImageNet class names (ConSE, Norouzi et al., ICLR 2
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from mmq.encoders.base import Encoder, hash_files, l2_normalize
+from mmq.encoders.preprocess import Recipe, nvjpeg_works, prepare
+from mmq.media import Picture
 
 TEMPLATE = "a photo of a {}."
 TOP_K = 10
 IMAGE_SIZE = 224
 # EfficientNet-Lite was trained TF-Lite style: inputs scaled to about [-1, 1].
 MEAN, STD = 0.498, 0.502
+RECIPE = Recipe(IMAGE_SIZE, (IMAGE_SIZE, IMAGE_SIZE), (MEAN,) * 3, (STD,) * 3)
 TEXT_MAX_TOKENS = 256
 
 
@@ -56,7 +59,9 @@ class LiteEncoder(Encoder):
         image_model = load_image_model()
         if self.device == "cuda":
             self._text_model.half()
-            image_model.half()
+            # Convolutions on a GPU run fastest on fp16 channels-last tensors.
+            image_model.half().to(memory_format=torch.channels_last)
+            self.decodes_jpeg = nvjpeg_works()
         self._image_tower = image_tower(image_model.to(self.device), script=self.device == "cpu")
         self._dtype = torch.float16 if self.device == "cuda" else torch.float32
         self.labels: list[str] = list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
@@ -94,25 +99,18 @@ class LiteEncoder(Encoder):
         pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return pooled.cpu().numpy()
 
-    def prepare_images(self, images: list[Image.Image]) -> Any:
-        """Resize (shorter side), centre-crop and normalise into a `(n, 3, 224, 224)` tensor."""
-        import torch
-        from torchvision.transforms.v2 import functional as F
+    def prepare_images(self, images: Sequence[Picture]) -> Any:
+        """Resize (shorter side), centre-crop and normalise into a `(n, 3, 224, 224)` tensor,
+        on the model's device."""
+        self.load()
+        return prepare(images, RECIPE, self.device, self._dtype)
 
-        tensors = []
-        for image in images:
-            t = F.pil_to_tensor(image.convert("RGB"))
-            t = F.resize(t, [IMAGE_SIZE], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
-            tensors.append(F.center_crop(t, [IMAGE_SIZE, IMAGE_SIZE]))
-        batch = torch.stack(tensors).float().div_(255.0)
-        return batch.sub_(MEAN).div_(STD)
-
-    def image_probabilities(self, images: list[Image.Image]) -> np.ndarray:
+    def image_probabilities(self, images: Sequence[Picture]) -> np.ndarray:
         """ImageNet class probabilities `(n, 1000)` from EfficientNet-Lite0."""
         self.load()
         return self._image_forward(self.prepare_images(images))[1]
 
-    def image_features(self, images: list[Image.Image]) -> np.ndarray:
+    def image_features(self, images: Sequence[Picture]) -> np.ndarray:
         """`(n, 1280 + 384)`: EfficientNet-Lite0's pooled features, then the unit ConSE
         vector. What a learned alignment head maps into the text space."""
         self.load()

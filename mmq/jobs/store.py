@@ -118,24 +118,44 @@ def item_results(
     """The items of a job, or of one of its tasks (indexed from `offset`), in order."""
     where, args = ("task_id = %s", (task_id,)) if task_id else ("job_id = %s", (job_id,))
     rows = conn.execute(
-        "SELECT index, source, external_id, status, item_id, error, duration_s, segments"
-        f" FROM ingest_job_items WHERE {where} ORDER BY index",
-        args,
+        f"SELECT index - %s, {_ITEM_COLUMNS} FROM ingest_job_items WHERE {where} ORDER BY index",
+        (offset, *args),
     ).fetchall()
-    return [
-        ItemResult(
-            index=index - offset,
-            source=source,
-            external_id=external_id,
-            # Still pending is only seen while the job runs; report it as not stored yet.
-            status="stored" if status == "stored" else "failed",
-            item_id=item_id,
-            error=error if status != "pending" else "not finished yet",
-            duration_s=duration_s,
-            segments=segments,
-        )
-        for index, source, external_id, status, item_id, error, duration_s, segments in rows
-    ]
+    return [_item_result(row) for row in rows]
+
+
+def task_results(conn: Connection, task_ids: Sequence[str]) -> dict[str, IngestResult]:
+    """Each task's result, its items indexed from the task's first, in one query."""
+    results = {t: IngestResult(collection="", items=[]) for t in task_ids}
+    rows = conn.execute(
+        "SELECT i.task_id, t.request ->> 'collection', i.index - t.first_index,"
+        f" {', '.join('i.' + c for c in _ITEM_COLUMNS.split(', '))}"
+        " FROM ingest_job_items i JOIN ingest_tasks t ON t.id = i.task_id"
+        " WHERE i.task_id = ANY(%s) ORDER BY i.index",
+        (list(task_ids),),
+    ).fetchall()
+    for task_id, collection, *row in rows:
+        results[task_id].collection = collection or ""
+        results[task_id].items.append(_item_result(row))
+    return results
+
+
+_ITEM_COLUMNS = "source, external_id, status, item_id, error, duration_s, segments"
+
+
+def _item_result(row: Sequence[Any]) -> ItemResult:
+    index, source, external_id, status, item_id, error, duration_s, segments = row
+    return ItemResult(
+        index=index,
+        source=source,
+        external_id=external_id,
+        # Still pending is only seen while the job runs; report it as not stored yet.
+        status="stored" if status == "stored" else "failed",
+        item_id=item_id,
+        error=error if status != "pending" else "not finished yet",
+        duration_s=duration_s,
+        segments=segments,
+    )
 
 
 def job_result(conn: Connection, job_id: str) -> IngestResult:
@@ -152,6 +172,16 @@ def try_lock(conn: Connection, task_id: str) -> bool:
     """A session-level lock: held while a worker runs the task, freed if its process dies."""
     row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (task_id,))
     return bool(row.fetchone()[0])  # type: ignore[index]
+
+
+def try_lock_many(conn: Connection, task_ids: Sequence[str]) -> list[str]:
+    """`try_lock` for several tasks in one round trip; returns those now locked."""
+    rows = conn.execute(
+        "SELECT id FROM unnest(%s::text[]) AS id"
+        " WHERE pg_try_advisory_lock(hashtextextended(id, 0))",
+        (list(task_ids),),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def unlock(conn: Connection, task_id: str) -> None:
@@ -181,6 +211,26 @@ def claim_task(conn: Connection, task_id: str) -> Claim | None:
     return Claim(request, first_index, attempts, state == "done", [p[0] for p in pending])
 
 
+def claim_fresh(conn: Connection, task_ids: Sequence[str]) -> dict[str, Claim]:
+    """`claim_task` for the tasks never attempted, in two statements (the caller commits).
+    Tasks already attempted or done are left alone: they need `claim_task`'s bookkeeping."""
+    rows = conn.execute(
+        "UPDATE ingest_tasks SET attempts = 1, state = 'running', started_at = now()"
+        " WHERE id = ANY(%s) AND attempts = 0 AND state <> 'done'"
+        " RETURNING id, request, first_index",
+        (list(task_ids),),
+    ).fetchall()
+    claims = {task_id: Claim(request, first, 1, False, []) for task_id, request, first in rows}
+    for task_id, local in conn.execute(
+        "SELECT i.task_id, i.index - t.first_index FROM ingest_job_items i"
+        " JOIN ingest_tasks t ON t.id = i.task_id"
+        " WHERE i.task_id = ANY(%s) AND i.status = 'pending' ORDER BY i.index",
+        (list(claims),),
+    ):
+        claims[task_id].pending.append(local)
+    return claims
+
+
 def count_attempt(conn: Connection, *, task_id: str, first_index: int, local: Sequence[int]) -> int:
     """One more attempt for these items; returns the highest count among them."""
     row = conn.execute(
@@ -197,29 +247,27 @@ def record_items(
     conn: Connection, *, task_id: str, first_index: int, results: Sequence[ItemResult]
 ) -> None:
     """Each item's end, where none was recorded yet (the caller commits with the items)."""
+    record_ends(conn, [(task_id, first_index + r.index, r) for r in results])
+
+
+def record_ends(conn: Connection, ends: Sequence[tuple[str, int, ItemResult]]) -> None:
+    """`record_items` for items of any tasks: (task id, job-wide index, its end)."""
     with conn.cursor() as cur:
         cur.executemany(
             "UPDATE ingest_job_items SET status = %s, error = %s, item_id = %s,"
             " duration_s = %s, segments = %s"
             " WHERE task_id = %s AND index = %s AND status = 'pending'",
             [
-                (
-                    r.status,
-                    r.error,
-                    r.item_id,
-                    r.duration_s,
-                    r.segments,
-                    task_id,
-                    first_index + r.index,
-                )
-                for r in results
+                (r.status, r.error, r.item_id, r.duration_s, r.segments, task_id, index)
+                for task_id, index, r in ends
             ],
         )
 
 
-def finish_task(conn: Connection, task_id: str) -> None:
+def finish_tasks(conn: Connection, task_ids: Sequence[str]) -> None:
     conn.execute(
-        "UPDATE ingest_tasks SET state = 'done', finished_at = now() WHERE id = %s", (task_id,)
+        "UPDATE ingest_tasks SET state = 'done', finished_at = now() WHERE id = ANY(%s)",
+        (list(task_ids),),
     )
 
 

@@ -1,8 +1,17 @@
 """Untrusted input: bytes, paths and strings become validated images and texts, or a MediaError."""
 
 from mmq.media.errors import MediaError
-from mmq.media.images import decode_image, read_image_bytes
+from mmq.media.images import EncodedJpeg, Picture, as_image, decode_image, read_image_bytes
 from mmq.media.paths import confined
 from mmq.media.texts import clean_text
 
-__all__ = ["MediaError", "clean_text", "confined", "decode_image", "read_image_bytes"]
+__all__ = [
+    "EncodedJpeg",
+    "MediaError",
+    "Picture",
+    "as_image",
+    "clean_text",
+    "confined",
+    "decode_image",
+    "read_image_bytes",
+]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -25,15 +27,60 @@ def read_image_bytes(path: str | Path, *, max_bytes: int) -> bytes:
     return p.read_bytes()
 
 
+@dataclass(frozen=True)
+class EncodedJpeg:
+    """A JPEG whose header passed the checks, left encoded for an encoder that decodes on
+    its own device (nvJPEG on a GPU): the CPU never touches its pixels."""
+
+    data: bytes
+    size: tuple[int, int]  # (width, height) from the header
+
+    def decode(self) -> Image.Image:
+        """Decoded on the CPU after all (MediaError if it is corrupt)."""
+        width, height = self.size
+        return decode_image(self.data, max_bytes=len(self.data), max_pixels=width * height)
+
+
+Picture = Image.Image | EncodedJpeg  # what encoders take: decoded, or a JPEG left encoded
+
+
+def as_image(picture: Picture) -> Image.Image:
+    return picture.decode() if isinstance(picture, EncodedJpeg) else picture
+
+
+@overload
 def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None
-) -> Image.Image:
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    min_side: int | None = None,
+    keep_jpeg: Literal[False] = False,
+) -> Image.Image: ...
+
+
+@overload
+def decode_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None, keep_jpeg: bool
+) -> Image.Image | EncodedJpeg: ...
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    min_side: int | None = None,
+    keep_jpeg: bool = False,
+) -> Image.Image | EncodedJpeg:
     """Decode untrusted bytes into an RGB image, or raise MediaError saying why not.
 
     The pixel count is checked from the header before any pixel is decoded, so a small file
     that claims 50,000 x 50,000 pixels costs nothing. Animated images give their first frame.
     `min_side`: a JPEG is decoded at the smallest of 1/8, 1/4, 1/2 or full scale that keeps
     both sides at least this long (libjpeg scales in the DCT, before the pixels exist).
+    `keep_jpeg`: a whole JPEG comes back checked but still encoded (`EncodedJpeg`); one that
+    is corrupt inside fails where it is decoded, which falls back to this function.
     """
     if not data:
         raise MediaError("image is empty (0 bytes)")
@@ -48,6 +95,8 @@ def decode_image(
                 raise MediaError(
                     f"image is {width}x{height} pixels, the limit is {max_pixels} pixels"
                 )
+            if keep_jpeg and opened.format == "JPEG" and _ends_whole(data):
+                return EncodedJpeg(data, (width, height))
             if min_side and opened.format == "JPEG":
                 opened.draft(None, (min_side, min_side))
             opened.load()  # decode now: truncation and corruption surface here, not later
@@ -64,6 +113,13 @@ def decode_image(
         raise MediaError(f"image exceeds the pixel limit: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(f"corrupt or truncated image: {exc}") from None
+
+
+def _ends_whole(jpeg: bytes) -> bool:
+    """Whether the JPEG ends with its end-of-image marker. nvJPEG decodes a truncated file
+    without a word (grey where the data ran out), so one that lacks it is decoded here,
+    where truncation fails the item."""
+    return jpeg.rstrip(b"\0\r\n ")[-2:] == b"\xff\xd9"
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from PIL import Image
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from mmq.config import Settings
 from mmq.encoders import Encoder
+from mmq.encoders.base import default_batch_size
 from mmq.fusion import fused_dim
-from mmq.media import MediaError, clean_text, confined, decode_image, read_image_bytes
+from mmq.media import MediaError, Picture, clean_text, confined, decode_image, read_image_bytes
 from mmq.schemas import (
     FusionName,
     IngestItem,
@@ -50,7 +50,7 @@ Interrupts = tuple[type[BaseException], ...]
 class _Decoded:
     index: int
     item: IngestItem
-    image: Image.Image | None
+    image: Picture | None  # an EncodedJpeg where the encoder decodes JPEGs itself
     text: str | None
     content_hash: str
     uri: str | None
@@ -101,7 +101,7 @@ def ingest(
             if item.is_video:
                 videos.append((index, item))
                 continue
-            d = _decode(index, item, settings, encoder.decode_side)
+            d = _decode(index, item, settings, encoder)
         except MediaError as exc:
             results[index] = _failed(index, item, str(exc))
             continue
@@ -115,7 +115,8 @@ def ingest(
         submitted.append(_submit_images(encoder, waiting))
 
     _collect_images(encoder, submitted, results, interrupts)
-    _encode_texts(encoder, decoded, results, settings.encode_batch_size, interrupts)
+    batch_size = settings.encode_batch_size or default_batch_size(encoder.device)
+    _encode_texts(encoder, decoded, results, batch_size, interrupts)
     indexed = _index_videos(encoder, videos, results, settings, interrupts)
 
     fusion: FusionName = collection.fusion  # type: ignore[assignment]
@@ -207,7 +208,7 @@ def _key(item: IngestItem, content_hash: str) -> str:
     return f"ext:{item.external_id}" if item.external_id else f"sha256:{content_hash}"
 
 
-def _decode(index: int, item: IngestItem, settings: Settings, decode_side: int | None) -> _Decoded:
+def _decode(index: int, item: IngestItem, settings: Settings, encoder: Encoder) -> _Decoded:
     digest = hashlib.sha256()
     image = text = uri = None
     if item.image_path is not None or item.image_bytes is not None:
@@ -221,7 +222,8 @@ def _decode(index: int, item: IngestItem, settings: Settings, decode_side: int |
             data,
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
-            min_side=decode_side,
+            min_side=encoder.decode_side,
+            keep_jpeg=encoder.decodes_jpeg,
         )
         digest.update(b"image:" + hashlib.sha256(data).digest())
     if item.text is not None:

@@ -35,7 +35,7 @@ def register_raw_request(session: Session, *, task_id: str, request: RawIngestRe
     """A whole request sent by a producer that wrote no job (not mmq.Client) becomes a
     one-task job under the message's id, with the same bookkeeping; a redelivery changes
     nothing. Items that are not valid fail now, each with its reason. The caller commits."""
-    conn = _psycopg(session)
+    conn = psycopg_conn(session)
     if store.task_exists(conn, task_id):
         return
     items: list[dict[str, object] | None] = []
@@ -79,10 +79,10 @@ def run_ingest_task(
             with sessions() as session:
                 return _run(encoder, session, task_id, settings, interrupts)
         finally:
-            _release(pooled, lock)
+            release_locks(pooled, lock)
 
 
-def _release(pooled: Connection, lock: psycopg.Connection) -> None:
+def release_locks(pooled: Connection, lock: psycopg.Connection) -> None:
     """Free every advisory lock before the connection goes back to the pool. If that does
     not happen (an error, or a time limit raised right here), the connection is closed
     instead, which frees them too: a pooled connection never keeps a task locked."""
@@ -100,7 +100,7 @@ def _run(
     settings: Settings,
     interrupts: Interrupts,
 ) -> IngestResult:
-    claim = store.claim_task(_psycopg(session), task_id)
+    claim = store.claim_task(psycopg_conn(session), task_id)
     session.commit()
     if claim is None:
         raise UnknownTask(f"no ingest task {task_id} in the database")
@@ -113,9 +113,9 @@ def _run(
                 todo = _whole_chunk(encoder, session, request, task_id, first, settings, interrupts)
             for local in todo:
                 _one_item(encoder, session, request, task_id, first, local, settings, interrupts)
-        store.finish_task(_psycopg(session), task_id)
+        store.finish_tasks(psycopg_conn(session), [task_id])
         session.commit()
-    items = store.item_results(_psycopg(session), task_id=task_id, offset=first)
+    items = store.item_results(psycopg_conn(session), task_id=task_id, offset=first)
     return IngestResult(collection=str(claim.request.get("collection", "")), items=items)
 
 
@@ -126,7 +126,7 @@ def _request(session: Session, task_id: str, claim: store.Claim) -> RawIngestReq
     except ValidationError as exc:
         error = f"invalid request: {describe_errors(exc, 'request')}"
         store.fail_items(
-            _psycopg(session), task_id=task_id, first_index=claim.first_index,
+            psycopg_conn(session), task_id=task_id, first_index=claim.first_index,
             local=claim.pending, error=error,
         )  # fmt: skip
         return None
@@ -173,11 +173,11 @@ def _one_item(
     interrupts: Interrupts,
 ) -> None:
     attempts = store.count_attempt(
-        _psycopg(session), task_id=task_id, first_index=first, local=[local]
+        psycopg_conn(session), task_id=task_id, first_index=first, local=[local]
     )
     session.commit()
     if attempts > settings.max_item_attempts:
-        conn = _psycopg(session)
+        conn = psycopg_conn(session)
         previous = store.last_error(conn, task_id=task_id, first_index=first, local=local)
         error = (
             f"quarantined: {attempts - 1} attempts did not finish (the worker died or ran "
@@ -201,7 +201,7 @@ def _one_item(
         session.rollback()
         error = f"{type(exc).__name__}: {exc}".rstrip(": ")
         store.note_error(
-            _psycopg(session), task_id=task_id, first_index=first, local=local, error=error
+            psycopg_conn(session), task_id=task_id, first_index=first, local=local, error=error
         )
         session.commit()
         raise
@@ -209,7 +209,7 @@ def _one_item(
         log.exception("task %s item %d failed", task_id, local)
         session.rollback()
         store.fail_items(
-            _psycopg(session), task_id=task_id, first_index=first, local=[local],
+            psycopg_conn(session), task_id=task_id, first_index=first, local=[local],
             error=f"{type(exc).__name__}: {exc}",
         )  # fmt: skip
         session.commit()
@@ -217,12 +217,13 @@ def _one_item(
 
 def _recorder(task_id: str, first: int) -> Callable[[Session, list[ItemResult]], None]:
     def record(session: Session, results: list[ItemResult]) -> None:
-        store.record_items(_psycopg(session), task_id=task_id, first_index=first, results=results)
+        conn = psycopg_conn(session)
+        store.record_items(conn, task_id=task_id, first_index=first, results=results)
 
     return record
 
 
-def _psycopg(session: Session) -> psycopg.Connection:
+def psycopg_conn(session: Session) -> psycopg.Connection:
     # The session's own connection: job rows commit in the same transaction as the items.
     # Asked for again after every commit, which hands the connection back to the pool.
     return cast(psycopg.Connection, session.connection().connection.driver_connection)

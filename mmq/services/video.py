@@ -13,6 +13,7 @@ import numpy as np
 
 from mmq.config import Settings
 from mmq.encoders import Encoder
+from mmq.encoders.base import default_batch_size
 from mmq.media.paths import confined
 from mmq.media.videos import (
     DecodeStats,
@@ -69,6 +70,7 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
     times: list[float] = []
     vectors: list[np.ndarray] = []
     batch: list[SampledFrame] = []
+    batch_size = settings.encode_batch_size or default_batch_size(encoder.device)
 
     def flush() -> None:
         if batch:
@@ -82,7 +84,7 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
         )
         for frame in frames:
             batch.append(frame)
-            if len(batch) >= settings.encode_batch_size:
+            if len(batch) >= batch_size:
                 flush()
         flush()
     frame_vectors = np.concatenate(vectors)
