@@ -1,7 +1,7 @@
 """celery-batches against the production worker's own coalescing, one item per message.
 
     PYTHONPATH=.:/tmp/cb-site python -m benchmarks.celery_batches_eval [--images 500]
-        [--rounds 3] [--production THREADS:COALESCE,...] [--batches B:T_ms,...]
+        [--rounds 3] [--production THREADS:COALESCE[:MS],...] [--batches B:T_ms,...]
     PYTHONPATH=.:/tmp/cb-site python -m benchmarks.celery_batches_eval --check
 
 celery-batches wants celery < 5.7: `pip install --target /tmp/cb-site celery-batches` and
@@ -70,9 +70,11 @@ def setups(production: list[str], batches: list[str]) -> list[Setup]:
               {}, reference_chunk=d["ingest_chunk_size"].default),
     ]  # fmt: skip
     for spec in production:
-        t, c = spec.split(":")
+        t, c, *wait = spec.split(":")
         env = {"MMQ_WORKER_THREADS": t, "MMQ_INGEST_COALESCE": c}
-        out.append(Setup(f"production, {t} threads, coalesce {c} / {ms:.0f} ms", env))
+        env |= {"MMQ_INGEST_COALESCE_MS": wait[0]} if wait else {}
+        name = f"production, {t} threads, coalesce {c} / {float(wait[0]) if wait else ms:.0f} ms"
+        out.append(Setup(name, env))
     for spec in batches:
         b, t = spec.split(":")
         out.append(Setup(f"celery-batches B={b} T={t} ms, {threads} threads", {},
@@ -201,7 +203,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--production", default="16:8,32:16", help="THREADS:COALESCE,...")
+    parser.add_argument("--production", default="16:8,32:16", help="THREADS:COALESCE[:MS],...")
     parser.add_argument("--batches", default="64:250", help="B:T_ms,...")
     parser.add_argument("--check", action="store_true", help="acks after the commit only")
     args = parser.parse_args()

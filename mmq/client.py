@@ -176,8 +176,14 @@ class Client:
         with self.tables.conn() as conn, conn.transaction():
             store.create_job(conn, job_id=job_id, collection=collection, tasks=tasks)
         for task in tasks:
+            # The job's state and results live in PostgreSQL (Job reads them there): a Celery
+            # result per message would be a Redis write per task that nobody reads.
             self.app.send_task(
-                INGEST_TASK, args=[{"task_id": task.id}], queue=INGEST_QUEUE, task_id=task.id
+                INGEST_TASK,
+                args=[{"task_id": task.id}],
+                queue=INGEST_QUEUE,
+                task_id=task.id,
+                ignore_result=True,
             )
         return Job(self.app, job_id, "ingest", self.tables)
 
