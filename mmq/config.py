@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # Work shaping.
     ingest_chunk_size: int = Field(default=16, gt=0, le=1024)
     # Items per model forward pass, and how long the model thread waits for more images
-    # (threads pool; texts never wait). Unset: 2 on a CPU, 64 on a GPU (workers/runtime.py).
+    # (threads pool; texts never wait). Unset: 2 on a CPU, 64 on a GPU (default_batch_size).
     encode_batch_size: int | None = Field(default=None, gt=0)
     encode_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     # Forward passes run side by side in a threads-pool worker, each on cpus/streams torch

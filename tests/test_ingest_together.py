@@ -83,16 +83,18 @@ def test_fresh_tasks_run_as_one_and_each_gets_its_own_result(
     assert [task_row(conn, t) for t in ids + other] == [("done", 1)] * 4
 
 
-def test_tasks_that_are_not_fresh_are_left_to_run_alone(run, conn) -> None:  # type: ignore[no-untyped-def]
+def test_tasks_that_are_not_fresh_or_hold_a_video_are_left_to_run_alone(run, conn) -> None:  # type: ignore[no-untyped-def]
     collection = f"alone-{uuid.uuid4().hex[:8]}"
-    fresh, attempted = write_job(conn, collection, [{"text": "fresh"}, {"text": "attempted"}])
+    items = [{"text": "fresh"}, {"text": "attempted"}, {"video_path": "/nowhere/clip.mp4"}]
+    fresh, attempted, video = write_job(conn, collection, items)
     conn.execute("UPDATE ingest_tasks SET attempts = 1 WHERE id = %s", (attempted,))
     unknown = f"unknown-{uuid.uuid4()}"
-    outcomes = run([fresh, attempted, unknown])
+    outcomes = run([fresh, attempted, video, unknown])
     assert isinstance(outcomes[fresh], IngestResult)
-    assert outcomes[attempted] == "alone" and outcomes[unknown] == "alone"
-    assert task_row(conn, attempted) == ("queued", 1)  # untouched, and not left locked
-    assert store.try_lock(conn, attempted)
+    assert [outcomes[t] for t in (attempted, video, unknown)] == ["alone"] * 3
+    # untouched, and not left locked
+    assert [task_row(conn, t) for t in (attempted, video)] == [("queued", 1), ("queued", 0)]
+    assert store.try_lock(conn, attempted) and store.try_lock(conn, video)
     store.unlock_all(conn)
 
 

@@ -213,10 +213,12 @@ def claim_task(conn: Connection, task_id: str) -> Claim | None:
 
 def claim_fresh(conn: Connection, task_ids: Sequence[str]) -> dict[str, Claim]:
     """`claim_task` for the tasks never attempted, in two statements (the caller commits).
-    Tasks already attempted or done are left alone: they need `claim_task`'s bookkeeping."""
+    Tasks already attempted or done need `claim_task`'s bookkeeping, and tasks with a video
+    a thread of their own: those are left alone."""
     rows = conn.execute(
         "UPDATE ingest_tasks SET attempts = 1, state = 'running', started_at = now()"
         " WHERE id = ANY(%s) AND attempts = 0 AND state <> 'done'"
+        " AND NOT jsonb_path_exists(request, '$.items[*].video_path')"
         " RETURNING id, request, first_index",
         (list(task_ids),),
     ).fetchall()

@@ -2,14 +2,15 @@
 
 A worker that receives one item per message would otherwise pay, for every item, a lock,
 a claim and its commit, a collection check, an upsert, the item's record, the task's end
-and a commit: most of the CPU an item costs (benchmarks/ingest_coalescing.py). Here the
+and a commit: most of the CPU an item costs (benchmarks/celery_batches_eval.py). Here the
 tasks of a flush are locked in one statement and claimed in one, their items ingested as
 one request per collection and options, and every item's end recorded and every task
 finished in the commit that stores the items.
 
-Only fresh tasks (never attempted) go together. Any other, and the tasks of a merged
-request that failed as a whole, are left to `run_ingest_task`, one at a time, which then
-takes their items one at a time: the blame for a failure stays with one item.
+Only fresh tasks (never attempted) without videos go together. Any other, and the tasks of
+a merged request that failed as a whole, are left to `run_ingest_task`, one at a time: a
+video is minutes of work, better in a thread of its own, and an attempted task takes its
+items one at a time, so the blame for a failure stays with one item.
 """
 
 from __future__ import annotations
