@@ -106,14 +106,17 @@ class ClipEncoder(Encoder):
             return _as_array(self.model.get_image_features(pixel_values=pixels))
 
 
+def _field(obj: Any, key: str) -> Any:
+    """A processor config value: a dict in older transformers, a SizeDict in newer."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
 def _resize_side(processor: Any) -> int | None:
     """The shorter side the image processor resizes to (None if it does not say)."""
     size = getattr(getattr(processor, "image_processor", None), "size", None)
-
-    def field(key: str) -> Any:  # a dict in older transformers, a SizeDict in newer
-        return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
-
-    side = field("shortest_edge") or min(field("height") or 0, field("width") or 0)
+    side = _field(size, "shortest_edge") or min(
+        _field(size, "height") or 0, _field(size, "width") or 0
+    )
     return int(side) or None
 
 
@@ -122,20 +125,15 @@ def _recipe(processor: Any) -> Recipe | None:
     normalise (CLIP's); None for any other (SigLIP resizes to a square without cropping)."""
     ip = getattr(processor, "image_processor", None)
     crop = getattr(ip, "crop_size", None)
-
-    def get(obj: Any, key: str) -> Any:
-        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-
-    side = _resize_side(processor)
+    side = _field(getattr(ip, "size", None), "shortest_edge")
     steps = ("do_resize", "do_center_crop", "do_rescale", "do_normalize")
-    if ip is None or not all(getattr(ip, s, False) for s in steps) or crop is None:
-        return None
-    if side is None or get(getattr(ip, "size", None), "shortest_edge") is None:
+    if ip is None or crop is None or not side or not all(getattr(ip, s, False) for s in steps):
         return None
     if abs(float(getattr(ip, "rescale_factor", 0)) - 1 / 255) > 1e-9:
         return None
     mean, std = tuple(ip.image_mean), tuple(ip.image_std)
-    return Recipe(side, (int(get(crop, "height")), int(get(crop, "width"))), mean, std)
+    crop_hw = (int(_field(crop, "height")), int(_field(crop, "width")))
+    return Recipe(int(side), crop_hw, mean, std)
 
 
 def _as_array(features: Any) -> np.ndarray:
