@@ -25,7 +25,7 @@ import torch
 
 from mmq.cli.sources import read_captions
 from mmq.config import get_settings
-from mmq.encoders.lite import TEMPLATE, LiteEncoder
+from mmq.encoders.lite_conse import TEMPLATE, LiteConseEncoder
 from mmq.training.config import TrainConfig
 from mmq.training.features import image_features, text_features
 from mmq.training.fit import Pairs, evaluate, fit, split_by_image
@@ -43,7 +43,7 @@ def main() -> int:
     if not flickr.is_dir():
         raise SystemExit(f"{flickr} is absent")
     cache = get_settings().state_dir / "cache"
-    encoder = LiteEncoder(device="cpu", cache_dir=cache)
+    encoder = LiteConseEncoder(device="cpu", cache_dir=cache)
     captions = read_captions(flickr / "captions.csv")
     names = sorted(captions)
     paths = [flickr / "images" / n for n in names]

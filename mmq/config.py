@@ -63,17 +63,18 @@ class Settings(BaseSettings):
     worker_pool: Literal["threads", "prefork"] = "threads"
     worker_threads: int = Field(default=8, gt=0, le=512)
     # Threads-pool workers run up to this many fresh ingest tasks that arrive together as
-    # one, sharing their bookkeeping (mmq/services/ingest_together.py; 1: each alone), and
+    # one, sharing their bookkeeping (mmq/services/ingest_tasks.py; 1: each alone), and
     # wait up to `ingest_coalesce_ms` for company.
     ingest_coalesce: int = Field(default=4, gt=0, le=512)
     ingest_coalesce_ms: float = Field(default=20.0, ge=0, le=1000)
     default_fusion: FusionName = "sum"
 
-    # Delivery (README "Reliability"). Every task gets these time limits: the soft one
+    # Delivery (docs/reliability.md). Every task gets these time limits: the soft one
     # raises in the task (its pending items are tried again one at a time), the hard one
     # kills it. Redis hands an unacknowledged message to another worker after the
     # visibility timeout, so that must exceed the hard limit, or a slow task would run twice
-    # at once. Time limits are enforced by the prefork pool; see README for threads.
+    # at once. Prefork enforces the time limits with signals, the threads pool with a
+    # watchdog (workers/time_limits.py).
     task_soft_time_limit_s: float = Field(default=1500.0, gt=0)
     task_time_limit_s: float = Field(default=1800.0, gt=0)
     visibility_timeout_s: float = Field(default=3600.0, gt=0)
@@ -93,9 +94,7 @@ class Settings(BaseSettings):
     max_worker_memory_mb: int = Field(default=4096, gt=0)
     result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
 
-    # ANN, chosen with `make bench`: on 100k vectors distributed like real `lite` photo
-    # vectors, recall@10 against exact search is 0.93 at ef_search 100, 0.97 at 200 and 0.99
-    # at 400 (m=16, ef_construction=64); at 10k, 1.00 from 100 on.
+    # ANN parameters, chosen with `make bench` (docs/performance.md has the recall curve).
     hnsw_m: int = Field(default=16, ge=4, le=64)
     hnsw_ef_construction: int = Field(default=64, ge=8)
     ef_search: int = Field(default=200, ge=1, le=1000)

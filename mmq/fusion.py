@@ -11,24 +11,21 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mmq.errors import BadRequest
 from mmq.schemas import FusionName
 
 FUSIONS: tuple[FusionName, ...] = ("sum", "concat", "attention")
 
 
-class FusionError(ValueError):
-    """Input that cannot be fused: bad shapes, weights, method name or non-finite values."""
-
-
 def _check_method(method: str) -> None:
     if method not in FUSIONS:
-        raise FusionError(f"unknown fusion {method!r}; expected one of {FUSIONS}")
+        raise BadRequest(f"unknown fusion {method!r}; expected one of {FUSIONS}")
 
 
 def _unit(x: np.ndarray, what: str) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     if np.any(norms == 0):
-        raise FusionError(f"{what} contains a zero vector, which has no direction")
+        raise BadRequest(f"{what} contains a zero vector, which has no direction")
     return x / norms
 
 
@@ -38,16 +35,16 @@ def normalize_weights(names: Sequence[str], weights: Mapping[str, float] | None)
     A given mapping must name exactly these modalities (a missing one is an error, not a
     silent 0); each weight finite and >= 0, not all zero."""
     if not names or len(set(names)) != len(names):
-        raise FusionError(f"modality names must be non-empty and distinct, got {list(names)}")
+        raise BadRequest(f"modality names must be non-empty and distinct, got {list(names)}")
     if weights is None:
         return np.full(len(names), 1.0 / len(names))
     if set(weights) != set(names):
-        raise FusionError(f"weights name {sorted(weights)}, modalities are {list(names)}")
+        raise BadRequest(f"weights name {sorted(weights)}, modalities are {list(names)}")
     w = np.array([float(weights[name]) for name in names], dtype=np.float64)
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise FusionError(f"weights must be finite and >= 0, got {dict(weights)}")
+        raise BadRequest(f"weights must be finite and >= 0, got {dict(weights)}")
     if w.sum() == 0:
-        raise FusionError("weights are all zero")
+        raise BadRequest("weights are all zero")
     return w / w.sum()
 
 
@@ -56,23 +53,23 @@ def _prepare(
 ) -> tuple[list[str], list[np.ndarray], bool]:
     """Sorted names, unit-normalised (n, d_i) float64 arrays, and whether input was (d,)."""
     if not vectors:
-        raise FusionError("nothing to fuse: no modality vectors given")
+        raise BadRequest("nothing to fuse: no modality vectors given")
     names = sorted(vectors)
     arrays = []
     for name in names:
         try:
             x = np.asarray(vectors[name], dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise FusionError(f"{name!r} is not a numeric array") from exc
+            raise BadRequest(f"{name!r} is not a numeric array") from exc
         if x.ndim not in (1, 2) or x.shape[-1] == 0:
-            raise FusionError(f"{name!r} must have shape (n, d) or (d,), got {x.shape}")
+            raise BadRequest(f"{name!r} must have shape (n, d) or (d,), got {x.shape}")
         if not np.all(np.isfinite(x)):
-            raise FusionError(f"{name!r} contains NaN or inf")
+            raise BadRequest(f"{name!r} contains NaN or inf")
         arrays.append(x)
     if len({x.ndim for x in arrays}) > 1 or len({x.shape[:-1] for x in arrays}) > 1:
-        raise FusionError(f"modalities disagree on rows: {[x.shape for x in arrays]}")
+        raise BadRequest(f"modalities disagree on rows: {[x.shape for x in arrays]}")
     if same_dim and len({x.shape[-1] for x in arrays}) > 1:
-        raise FusionError(f"sum/attention need one dimension, got {[x.shape for x in arrays]}")
+        raise BadRequest(f"sum/attention need one dimension, got {[x.shape for x in arrays]}")
     units = [_unit(np.atleast_2d(x), repr(n)) for n, x in zip(names, arrays, strict=True)]
     return names, units, arrays[0].ndim == 1
 
@@ -80,7 +77,7 @@ def _prepare(
 def _attention(stack: np.ndarray, prior: np.ndarray, temperature: float) -> np.ndarray:
     """(m, n) row weights: softmax_i(log prior_i + mean_{j!=i} cos(v_i, v_j) / temperature)."""
     if not temperature > 0:  # also rejects NaN
-        raise FusionError(f"temperature must be > 0, got {temperature}")
+        raise BadRequest(f"temperature must be > 0, got {temperature}")
     m = stack.shape[0]
     if m == 1:  # no one to agree with; the mean over j != i would be 0/0
         return np.ones(stack.shape[:2])
@@ -145,7 +142,7 @@ def fused_dim(method: FusionName, dim: int, n_modalities: int = 2) -> int:
     """Dimension of fused vectors: dim * n_modalities for "concat", else dim."""
     _check_method(method)
     if dim < 1 or n_modalities < 1:
-        raise FusionError(f"dim and n_modalities must be >= 1, got {dim}, {n_modalities}")
+        raise BadRequest(f"dim and n_modalities must be >= 1, got {dim}, {n_modalities}")
     return dim * n_modalities if method == "concat" else dim
 
 
@@ -167,7 +164,7 @@ def expand_single(
     For "sum"/"attention" it is the normalised vector itself, already in the joint space.
     """
     if weights is not None and len(weights) != n_modalities:
-        raise FusionError(f"{len(weights)} weights given for {n_modalities} modalities")
+        raise BadRequest(f"{len(weights)} weights given for {n_modalities} modalities")
     # fuse() checks the rest: the method name, and n_modalities < 1 leaves nothing to fuse
     names = sorted(weights) if weights is not None else [f"m{k:04d}" for k in range(n_modalities)]
     return fuse({name: vector for name in names}, method=method, weights=weights)

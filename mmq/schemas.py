@@ -266,6 +266,9 @@ class SearchResult(_Wire):
 class JobStatus(_Wire):
     id: str
     state: JobState
+    # An ingest: its first failed item's error. A failed search: its error, and the error's
+    # kind (mmq.errors: "not_found", "conflict", ...).
     error: str | None = None
+    error_kind: str | None = None
     done_tasks: int = 0
     total_tasks: int = 1

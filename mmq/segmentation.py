@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmq.encoders.base import l2_normalize
+from mmq.errors import InvalidInput
 
 
 @dataclass(frozen=True)
-class Segment:
+class VideoSegment:
     start_s: float
     end_s: float
     keyframe_s: float  # the sample closest to the segment's mean: its most typical moment
@@ -39,13 +40,13 @@ def frame_distances(vectors: np.ndarray) -> np.ndarray:
 
 def segment(
     times: np.ndarray, vectors: np.ndarray, *, duration_s: float, rules: SegmentRules
-) -> list[Segment]:
+) -> list[VideoSegment]:
     """Split sampled frames (times ascending, one vector each) into segments covering
     [0, duration_s]."""
     times = np.asarray(times, dtype=np.float64)
     vectors = np.asarray(vectors, dtype=np.float32)
     if len(times) == 0 or len(times) != len(vectors):
-        raise ValueError("segmentation needs one vector per sample time, and at least one")
+        raise InvalidInput("segmentation needs one vector per sample time, and at least one")
     end = max(float(duration_s), float(times[-1]))
     starts = _cut_indices(times, frame_distances(vectors), end=end, rules=rules)
     bounds = [0, *starts, len(times)]
@@ -91,10 +92,12 @@ def _split_long(
     return [(int(x), int(y)) for x, y in zip(splits[:-1], splits[1:], strict=True) if y > x]
 
 
-def _make_segment(times: np.ndarray, vectors: np.ndarray, start_s: float, end_s: float) -> Segment:
+def _make_segment(
+    times: np.ndarray, vectors: np.ndarray, start_s: float, end_s: float
+) -> VideoSegment:
     mean = l2_normalize(vectors.mean(axis=0))
     typical = int(np.argmax(l2_normalize(vectors) @ mean))
-    return Segment(
+    return VideoSegment(
         start_s=round(start_s, 3),
         end_s=round(end_s, 3),
         keyframe_s=round(float(times[typical]), 3),

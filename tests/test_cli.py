@@ -97,7 +97,9 @@ def test_search_text_output_and_failure(ingested) -> None:  # type: ignore[no-un
     out = mmq("search", "--collection", name, "--text", "coffee", "-k", "2")
     assert "coffee.png" in out.stdout.splitlines()[0]
     failed = mmq("search", "--collection", "missing-collection", "--text", "x", check=False)
-    assert failed.returncode == 2 and "unknown collection" in failed.stderr
+    # One line, the error's kind and its exit status (mmq/errors.py), no traceback.
+    assert failed.returncode == 4
+    assert failed.stderr == "mmq search: not_found: unknown collection 'missing-collection'\n"
 
 
 def test_ingest_captions_as_pairs_and_status(folder, workers) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,9 @@ from skimage import data
 from transformers import CLIPModel, CLIPProcessor
 
 from benchmarks.random_clip import build_tiny_clip
-from mmq.encoders import EncoderError, UnknownModelError, get_encoder
+from mmq.encoders import get_encoder
 from mmq.encoders.base import Encoder
+from mmq.errors import BadRequest, NotFound
 
 TEXTS = [
     "a cat",
@@ -94,18 +95,18 @@ def test_version_stable_and_tracks_weights(folder: Path, encoder: Encoder, tmp_p
     assert get_encoder(f"clip:{other}", device="cpu").load().version != encoder.version
 
 
-def test_missing_checkpoint_is_encoder_error(tmp_path: Path) -> None:
-    with pytest.raises(EncoderError, match="not found locally"):
+def test_a_missing_checkpoint_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="not found locally"):
         get_encoder(f"clip:{tmp_path / 'absent'}", device="cpu").load()
-    with pytest.raises(EncoderError, match="not found locally"):
+    with pytest.raises(NotFound, match="not found locally"):
         get_encoder("clip:nobody-here/no-such-clip-model", device="cpu").load()
 
 
-def test_folder_without_model_is_encoder_error(tmp_path: Path) -> None:
-    with pytest.raises(EncoderError):
+def test_a_folder_without_a_model_is_a_bad_request(tmp_path: Path) -> None:
+    with pytest.raises(BadRequest, match="cannot load CLIP checkpoint"):
         get_encoder(f"clip:{tmp_path}", device="cpu").load()
 
 
-def test_unknown_model_name() -> None:
-    with pytest.raises(UnknownModelError):
+def test_an_unknown_model_name_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest, match="unknown model 'nope'"):
         get_encoder("nope")

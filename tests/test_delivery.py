@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK
-from mmq.jobs import store
+from mmq.jobs import claims, records
 from mmq.jobs.reconcile import reconcile
 from mmq.schemas import IngestItem, IngestRequest
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def connect(urls) -> psycopg.Connection:  # type: ignore[no-untyped-def]
-    return psycopg.connect(store.psycopg_url(urls.database_url), autocommit=True)
+    return psycopg.connect(records.psycopg_url(urls.database_url), autocommit=True)
 
 
 def test_ingest_results_outlive_the_result_backend(client, workers, urls) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ def test_the_reconciler_sends_a_lost_message_again(client, workers, urls) -> Non
     request = IngestRequest(
         collection=f"lost-{uuid.uuid4().hex[:8]}", items=[IngestItem(text="a lost caption")]
     )
-    task = store.NewTask(task_id, request.model_dump(mode="json"), [("a lost caption", None)])
+    task = records.NewTask(task_id, request.model_dump(mode="json"), [("a lost caption", None)])
 
     def send(tid: str) -> None:
         client.app.send_task(INGEST_TASK, args=[{"task_id": tid}], queue=INGEST_QUEUE, task_id=tid)
@@ -45,12 +45,12 @@ def test_the_reconciler_sends_a_lost_message_again(client, workers, urls) -> Non
     with connect(urls) as conn:
         # A producer wrote the job, and its message never reached the broker.
         with conn.transaction():
-            store.create_job(conn, job_id=job_id, collection=request.collection, tasks=[task])
+            records.create_job(conn, job_id=job_id, collection=request.collection, tasks=[task])
         assert client.job(job_id).status().state == "queued"
         # (Other tests' unfinished tasks may be in this database too: look at this one.)
         # A worker holds the lock of a task it is running: not sent again.
         with connect(urls) as holder:
-            assert store.try_lock(holder, task_id)
+            assert claims.try_lock(holder, task_id)
             assert task_id not in reconcile(conn, send, after_s=0)
         assert task_id not in reconcile(conn, send, after_s=3600)  # not stale yet
         assert task_id in reconcile(conn, send, after_s=0)

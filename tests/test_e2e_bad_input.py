@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmq.client import JobFailed
+from mmq.errors import Conflict
 from mmq.schemas import IngestItem
 
 pytestmark = pytest.mark.slow
@@ -102,7 +102,7 @@ def test_collection_bound_to_another_model_fails_the_job(client, workers, db_ses
     result = client.ingest([IngestItem(text="hello")], collection=name).result(timeout=120)
     assert result.items[0].status == "failed"
     assert "bound to model clip:some/model" in (result.items[0].error or "")
-    with pytest.raises(JobFailed, match="bound to model clip:some/model"):
+    with pytest.raises(Conflict, match="bound to model clip:some/model"):
         client.search(collection=name, text="x").result(timeout=60)
 
 

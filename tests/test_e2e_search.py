@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from mmq.cli.demo import PHOTOS
-from mmq.client import JobFailed
+from mmq.errors import BadRequest, NotFound
 from mmq.schemas import IngestItem
 
 pytestmark = pytest.mark.slow
@@ -90,14 +90,15 @@ def test_metadata_filter_is_containment(client, demo) -> None:  # type: ignore[n
 
 def test_unknown_collection_fails_the_job_clearly(client, workers) -> None:  # type: ignore[no-untyped-def]
     job = client.search(collection="no-such-collection", text="a cat")
-    with pytest.raises(JobFailed, match="unknown collection 'no-such-collection'"):
+    with pytest.raises(NotFound, match="unknown collection 'no-such-collection'"):
         job.result(timeout=60)
     status = job.status()
     assert status.state == "failed" and "unknown collection" in (status.error or "")
+    assert status.error_kind == "not_found"
 
 
 def test_wrong_dimension_vector_fails_the_job(client, demo) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(JobFailed, match="dimension 3.*expects 384"):
+    with pytest.raises(BadRequest, match="dimension 3.*expects 384"):
         client.search(collection=demo, vector=[0.1, 0.2, 0.3]).result(timeout=60)
 
 

@@ -28,7 +28,8 @@ from PIL import Image
 from video_files import video_bytes, video_with_times
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK
-from mmq.client import JobFailed
+from mmq.client import SearchJob
+from mmq.errors import BadRequest, MmqError, NotFound
 
 pytestmark = pytest.mark.slow
 
@@ -204,27 +205,48 @@ def peak_memory_mb(pid: int) -> float:
 
 
 @pytest.mark.parametrize(
-    ("kind", "request_", "message"),
+    ("kind", "request_", "error", "message"),
     [
-        ("SQL in a collection name", {"collection": "x'; DROP TABLE items;--"}, "pattern"),
-        ("1,000-character collection name", {"collection": "c" * 1000}, "pattern"),
-        ("control characters in a collection name", {"collection": "a\x00b"}, "pattern"),
-        ("unknown collection", {"collection": "no-such-collection"}, "unknown collection"),
-        ("NUL in a filter", {"filter": {"k": "\x00"}}, "NUL"),
-        ("300 KB filter", {"filter": {"k": "v" * 300_000}}, "the limit is"),
-        ("NaN in a query vector", {"vector": [float("nan")] * 384, "text": None}, "NaN"),
+        (
+            "SQL in a collection name",
+            {"collection": "x'; DROP TABLE items;--"},
+            BadRequest,
+            "pattern",
+        ),
+        ("1,000-character collection name", {"collection": "c" * 1000}, BadRequest, "pattern"),
+        (
+            "control characters in a collection name",
+            {"collection": "a\x00b"},
+            BadRequest,
+            "pattern",
+        ),
+        (
+            "unknown collection",
+            {"collection": "no-such-collection"},
+            NotFound,
+            "unknown collection",
+        ),
+        ("NUL in a filter", {"filter": {"k": "\x00"}}, BadRequest, "NUL"),
+        ("300 KB filter", {"filter": {"k": "v" * 300_000}}, BadRequest, "the limit is"),
+        (
+            "NaN in a query vector",
+            {"vector": [float("nan")] * 384, "text": None},
+            BadRequest,
+            "NaN",
+        ),
     ],
 )
 def test_hostile_searches_fail_with_a_clear_message(
-    client, workers, kind, request_, message
+    client, workers, kind, request_, error: type[MmqError], message: str
 ) -> None:  # type: ignore[no-untyped-def]
     from mmq.broker import SEARCH_QUEUE, SEARCH_TASK
 
     payload = {"collection": "photos", "text": "x", **request_}
     sent = client.app.send_task(SEARCH_TASK, args=[payload], queue=SEARCH_QUEUE)
-    job = client.job(str(sent.id))
-    with pytest.raises(JobFailed, match=message):
+    job = SearchJob(str(sent.id), client.app)
+    with pytest.raises(error, match=message):
         job.result(timeout=60)
+    assert job.status().error_kind == error.kind
     assert all(p.poll() is None for p in workers)
 
 
@@ -243,12 +265,13 @@ def test_sql_in_a_filter_is_only_data(client, workers, outcome) -> None:  # type
 
 
 def test_paths_are_refused_before_any_read(tmp_path: Path) -> None:
-    from mmq.media import MediaError, confined
+    from mmq.errors import InvalidInput
+    from mmq.media import confined
 
     root = tmp_path.resolve()
     (tmp_path / "in.jpg").write_bytes(b"x")
     assert confined(str(tmp_path / "in.jpg"), [root]) == root / "in.jpg"
     for bad in [str(tmp_path / ".." / "x.jpg"), "/etc/passwd", "relative/../../x", "a\x00b"]:
-        with pytest.raises(MediaError):
+        with pytest.raises(InvalidInput):
             confined(bad, [root])
     assert os.path.exists("/etc/passwd")

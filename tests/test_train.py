@@ -91,6 +91,7 @@ def test_the_head_round_trips_and_serves_a_search(
     from mmq import services
     from mmq.encoders import get_encoder
     from mmq.encoders.alignment_head import load_head
+    from mmq.errors import Conflict
     from mmq.schemas import RawIngestRequest, SearchRequest
 
     folder, card, _ = trained
@@ -115,5 +116,5 @@ def test_the_head_round_trips_and_serves_a_search(
     query = SearchRequest(collection=name, text="a tabby cat", targets=["image"])
     found = services.search(encoder=encoder, session=db_session, request=query, settings=settings)
     assert found.hits[0].external_id == "chelsea"
-    with pytest.raises(ValueError, match="bound to model lite\\+head"):
+    with pytest.raises(Conflict, match="bound to model lite\\+head"):
         services.search(encoder=lite, session=db_session, request=query, settings=settings)

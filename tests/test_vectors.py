@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmq.fusion import FusionError
+from mmq.errors import BadRequest
 from mmq.services.vectors import item_vector, query_vector
 
 
@@ -51,5 +51,5 @@ def test_sum_collection_and_per_query_fusion() -> None:
         {"image": img, "text": txt}, collection_fusion="sum", method="attention"
     )
     assert scale == 1.0 and query.shape == (32,)
-    with pytest.raises(FusionError, match="concat-fused query needs"):
+    with pytest.raises(BadRequest, match="concat-fused query needs"):
         query_vector({"image": img, "text": txt}, collection_fusion="sum", method="concat")

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ValidationError
 
 from mmq import services
 from mmq.broker import INGEST_TASK, PING_TASK, SEARCH_TASK
+from mmq.errors import BadRequest
 from mmq.schemas import IngestTaskMessage, RawIngestRequest, SearchRequest, describe_errors
-from mmq.services.ingest_task import register_raw_request, run_ingest_task
+from mmq.services.ingest_tasks import register_raw_request
 from workers.app import app
 from workers.runtime import get_runtime
 
@@ -20,11 +21,11 @@ M = TypeVar("M", bound=BaseModel)
 
 def _parse(model: type[M], payload: object) -> M:
     # Pydantic's ValidationError does not survive Celery's JSON result encoding (producers
-    # would read "ValidationError([])"); a builtin exception with a plain message does.
+    # would read "ValidationError([])"); one of mmq's errors, built from a message, does.
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise ValueError(f"invalid request: {describe_errors(exc, 'request')}") from None
+        raise BadRequest(f"invalid request: {describe_errors(exc, 'request')}") from None
 
 
 @app.task(name=INGEST_TASK, bind=True)
@@ -41,26 +42,13 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
             register_raw_request(session, task_id=task_id, request=request)
             session.commit()
     try:
-        # Run together with the fresh tasks other threads hold now, or alone.
-        outcome = rt.together.submit(task_id) if rt.together else "alone"
-        result = (
-            run_ingest_task(
-                encoder=rt.encoder,
-                engine=rt.engine,
-                sessions=rt.sessions,
-                task_id=task_id,
-                settings=rt.settings,
-                interrupts=(SoftTimeLimitExceeded,),
-            )
-            if outcome == "alone"
-            else outcome
-        )
+        outcome = rt.run_ingest(task_id)
     except SoftTimeLimitExceeded as exc:
         # Its pending items are tried again one at a time, each counting an attempt.
         raise self.retry(exc=exc, countdown=1, max_retries=None) from exc
-    if result is None:
+    if outcome.result is None:
         raise Ignore()  # a copy of a task another worker is running: its result stands
-    return result.model_dump(mode="json")
+    return outcome.result.model_dump(mode="json")
 
 
 @app.task(name=SEARCH_TASK)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
+
+from mmq.errors import MmqError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,8 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. mmq's own errors end it with one line on stderr and the exit status
+    of their kind (mmq/errors.py); anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except MmqError as exc:
+        print(f"mmq {args.command}: {exc.kind}: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "worker":
         from mmq.cli.worker import run_worker
 

@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
-from mmq.client import Client, Job, JobFailed
+from mmq.client import Client, IngestJob
 from mmq.config import get_settings
-from mmq.schemas import Hit, IngestResult, SearchResult
+from mmq.errors import BadRequest
+from mmq.schemas import ALL_KINDS, Hit, ItemKind
 
 
 def db(args: argparse.Namespace) -> int:
@@ -41,7 +42,6 @@ def ingest(args: argparse.Namespace) -> int:
     wait_with_progress(job, args.timeout, quiet=args.json)
     result = job.result(timeout=args.timeout)
     seconds = time.monotonic() - t0
-    assert isinstance(result, IngestResult)
     for item in result.items:
         if args.json:
             line = {k: getattr(item, k) for k in ("source", "external_id", "status", "error")}
@@ -64,7 +64,7 @@ def ingest(args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 2
 
 
-def wait_with_progress(job: Job, timeout: float, *, quiet: bool) -> None:
+def wait_with_progress(job: IngestJob, timeout: float, *, quiet: bool) -> None:
     from tqdm import tqdm
 
     deadline = time.monotonic() + timeout
@@ -86,18 +86,13 @@ def search(args: argparse.Namespace) -> int:
         text=args.text,
         image=args.image,
         weights=weights,
-        targets=[t.strip() for t in args.targets.split(",") if t.strip()],  # type: ignore[misc]
+        targets=_parse_targets(args.targets),
         k=args.k,
-        filter=json.loads(args.filter) if args.filter else None,
+        filter=_parse_filter(args.filter),
         segments=args.segments,
         min_score=args.min_score,
     )
-    try:
-        result = job.result(timeout=args.timeout)
-    except JobFailed as exc:
-        print(f"search failed: {exc}", file=sys.stderr)
-        return 2
-    assert isinstance(result, SearchResult)
+    result = job.result(timeout=args.timeout)
     hits = [hit_json(h) for h in result.hits]
     if args.json:
         print(json.dumps(hits, indent=2))
@@ -140,8 +135,33 @@ def print_hits(hits: list[dict[str, Any]]) -> None:
 def _parse_weights(raw: str | None) -> dict[str, float] | None:
     if not raw:
         return None
-    pairs = (part.split("=", 1) for part in raw.split(","))
-    return {name.strip(): float(value) for name, value in pairs}
+    try:
+        pairs = (part.split("=", 1) for part in raw.split(","))
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise BadRequest(
+            f"--weights {raw!r}: expected NAME=NUMBER,... (image=0.3,text=0.7)"
+        ) from None
+
+
+def _parse_targets(raw: str) -> list[ItemKind]:
+    kinds = [t.strip() for t in raw.split(",") if t.strip()]
+    unknown = [k for k in kinds if k not in ALL_KINDS]
+    if unknown or not kinds:
+        raise BadRequest(f"--targets {raw!r}: use kinds from {', '.join(ALL_KINDS)}")
+    return cast(list[ItemKind], kinds)
+
+
+def _parse_filter(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"--filter is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest('--filter must be a JSON object, e.g. {"split": "dev"}')
+    return value
 
 
 def status(args: argparse.Namespace) -> int:

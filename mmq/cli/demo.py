@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from mmq.cli.commands import hit_json, print_hits
 from mmq.cli.demo_video import write_demo_video
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
-from mmq.schemas import IngestItem, IngestResult, SearchResult
+from mmq.schemas import IngestItem
 
 # skimage.data photo → short caption. (`cat()` is chelsea again, so it is left out.)
 PHOTOS = {
@@ -74,7 +75,6 @@ def run_demo(args: argparse.Namespace) -> int:
         items.append(IngestItem(video_path=str(video), external_id="photos.mp4"))
         t1 = time.monotonic()
         result = client.ingest(items, collection=args.collection).result(timeout=600)
-        assert isinstance(result, IngestResult)
         print(
             f"\ningested {result.stored} items ({len(photos)} photos, {len(PHOTOS)} captions, "
             f"1 video of {shots[-1].end_s:.0f}s) in {time.monotonic() - t1:.1f}s; "
@@ -86,7 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         for err in (i for i in result.items if i.status == "failed"):
             print(f"  failed: {err.source}: {err.error}")
-        queries = [
+        queries: list[tuple[str, dict[str, Any]]] = [
             ("text → image: 'a cat'", dict(text="a cat", targets=["image"])),
             ("text → image: 'a cup of coffee'", dict(text="a cup of coffee", targets=["image"])),
             ("image → image: the rocket photo", dict(image=photos["rocket"], targets=["image"])),
@@ -111,8 +111,7 @@ def run_demo(args: argparse.Namespace) -> int:
             ),
         ]
         for title, query in queries:
-            found = client.search(collection=args.collection, k=3, **query).result(timeout=60)  # type: ignore[arg-type]
-            assert isinstance(found, SearchResult)
+            found = client.search(collection=args.collection, k=3, **query).result(timeout=60)
             print(f"\n{title}  [{found.timings_ms['encode'] + found.timings_ms['ann']:.0f} ms]")
             print_hits([hit_json(h) for h in found.hits])
     print(f"\ndemo finished in {time.monotonic() - t0:.1f}s; workers and servers stopped")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from mmq.cli.sources import read_captions
 from mmq.cli.spawn import ready_servers, running_workers
-from mmq.client import Client
+from mmq.client import Client, SearchJob
 from mmq.config import get_settings
-from mmq.schemas import IngestItem, IngestResult, SearchResult
+from mmq.schemas import Hit, IngestItem
 
 KS = (1, 5, 10)
 
@@ -67,7 +67,6 @@ def evaluate(
     t0 = time.monotonic()
     stored = client.ingest(image_items, collection=collection).result(timeout=3600)
     images_per_s = len(images) / (time.monotonic() - t0)
-    assert isinstance(stored, IngestResult)
     if stored.failed:
         raise SystemExit(f"{stored.failed} images failed to ingest: {stored.items[:3]}")
     say(f"ingested {len(images)} images at {images_per_s:.1f} images/s")
@@ -98,10 +97,8 @@ def evaluate(
     return scores
 
 
-def _hits(job):  # type: ignore[no-untyped-def]
-    result = job.result(timeout=600)
-    assert isinstance(result, SearchResult)
-    return result.hits
+def _hits(job: SearchJob) -> list[Hit]:
+    return job.result(timeout=600).hits
 
 
 def _rank(found: list[object], relevant: set[str]) -> int | None:

@@ -6,6 +6,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+from mmq.errors import BadRequest, NotFound
 from mmq.schemas import IngestItem
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -26,7 +27,7 @@ def collect_files(paths: list[str]) -> list[tuple[Path, str]]:
         elif path.exists():
             found.append((path, path.name))  # given explicitly: let the worker judge it
         else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
+            raise NotFound(f"no such file or folder: {path}")
     return found
 
 
@@ -36,7 +37,7 @@ def read_captions(path: str | Path) -> dict[str, list[str]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected the columns image,caption")
+            raise BadRequest(f"{path}: expected the columns image,caption")
         for row in reader:
             captions[row["image"].strip()].append(row["caption"].strip())
     return dict(captions)

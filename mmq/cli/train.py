@@ -15,7 +15,7 @@ from mmq.cli.sources import read_captions
 from mmq.config import get_settings
 
 if TYPE_CHECKING:  # torch and the models load only when a head is trained
-    from mmq.encoders.lite import LiteEncoder
+    from mmq.encoders.lite_conse import LiteConseEncoder
     from mmq.training.fit import Pairs
 
 
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from mmq.encoders.alignment_head import save_head
-    from mmq.encoders.lite import LiteEncoder
+    from mmq.encoders.lite_conse import LiteConseEncoder
     from mmq.training.config import TrainConfig
     from mmq.training.features import image_features, text_features
     from mmq.training.fit import Pairs, fit, split_by_image
@@ -58,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     t0 = time.monotonic()
     cache = settings.state_dir / "cache"
-    encoder = LiteEncoder(device=settings.device, cache_dir=cache)
+    encoder = LiteConseEncoder(device=settings.device, cache_dir=cache)
     images = image_features(encoder, [Path(args.images) / n for n in names], cache, quiet=args.json)
     texts = [c for n in names for c in captions[n]]
     pairs = Pairs(
@@ -118,12 +118,12 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extra_pairs(encoder: LiteEncoder, images: Path, captions_csv: Path, cache: Path) -> Pairs:
+def _extra_pairs(encoder: LiteConseEncoder, images: Path, captions_csv: Path, cache: Path) -> Pairs:
     """Training-only pairs from `image,caption` rows, or `image,label` rows turned into the
     lite prompt ("a photo of a {label}.")."""
     import csv
 
-    from mmq.encoders.lite import TEMPLATE
+    from mmq.encoders.lite_conse import TEMPLATE
     from mmq.training.features import image_features, text_features
     from mmq.training.fit import Pairs
 

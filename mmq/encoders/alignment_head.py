@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmq.errors import BadRequest
+
 WEIGHTS = "head.safetensors"
 CARD = "card.json"
 
@@ -27,7 +29,7 @@ class AlignmentHead(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in ("linear", "mlp"):
-            raise ValueError(f"unknown head kind {kind!r}: use 'linear' or 'mlp'")
+            raise BadRequest(f"unknown head kind {kind!r}: use 'linear' or 'mlp'")
         self.kind, self.pooled_dim, self.text_dim = kind, pooled_dim, text_dim
         in_dim = pooled_dim + text_dim
         # Standardisation of the pooled features, fitted on the training images.

@@ -13,15 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from mmq.errors import MmqError, Unavailable
 from mmq.media import Picture
-
-
-class EncoderError(Exception):
-    """A model cannot be loaded or cannot encode its input."""
-
-
-class UnknownModelError(EncoderError):
-    pass
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -62,7 +55,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise EncoderError("MMQ_DEVICE=cuda but no CUDA device is available")
+        raise Unavailable("MMQ_DEVICE=cuda but no CUDA device is available")
     return device
 
 
@@ -146,7 +139,7 @@ class Encoder(ABC):
 
     def _check(self, out: np.ndarray, n: int) -> np.ndarray:
         if out.shape != (n, self.dim) or not np.isfinite(out).all():
-            raise EncoderError(f"{self.name} produced {out.shape}, expected ({n}, {self.dim})")
+            raise MmqError(f"{self.name} produced {out.shape}, expected ({n}, {self.dim})")
         return out
 
     @abstractmethod

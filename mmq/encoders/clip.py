@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from mmq.encoders.base import Encoder, EncoderError, hash_files
+from mmq.encoders.base import Encoder, hash_files
 from mmq.encoders.preprocess import Recipe, nvjpeg_works, prepare
+from mmq.errors import BadRequest, NotFound
 from mmq.media import Picture, as_image
 
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "config.json")
@@ -25,7 +26,7 @@ def _local_folder(name_or_path: str) -> Path:
         # local_files_only: a worker must never block on, or depend on, the network.
         return Path(snapshot_download(name_or_path, local_files_only=True))
     except (OSError, ValueError) as exc:  # LocalEntryNotFoundError, HFValidationError
-        raise EncoderError(
+        raise NotFound(
             f"CLIP checkpoint {name_or_path!r} not found locally (neither a folder nor in the "
             "Hugging Face cache); no download is attempted"
         ) from exc
@@ -54,9 +55,9 @@ class ClipEncoder(Encoder):
             model = AutoModel.from_pretrained(folder, dtype=dtype, local_files_only=True)
             processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise EncoderError(f"cannot load CLIP checkpoint from {folder}: {exc}") from exc
+            raise BadRequest(f"cannot load CLIP checkpoint from {folder}: {exc}") from exc
         if not hasattr(model, "get_text_features") or not hasattr(model, "get_image_features"):
-            raise EncoderError(f"{type(model).__name__} at {folder} is not a text-image model")
+            raise BadRequest(f"{type(model).__name__} at {folder} is not a text-image model")
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.decode_side = _resize_side(processor)

@@ -56,7 +56,7 @@ def prepare(pictures: Sequence[Picture], recipe: Recipe, device: str, dtype: Any
 def _pixels(pictures: Sequence[Picture], device: str) -> list[Any]:
     """Each picture as a uint8 `(3, h, w)` tensor on `device`. JPEGs left encoded are
     decoded there in one batch; where nvJPEG refuses one (CMYK, say, or corrupt data), it
-    is decoded on the CPU instead, and a corrupt file fails with MediaError as always."""
+    is decoded on the CPU instead, and a corrupt file fails with InvalidInput as always."""
     from torchvision.transforms.v2 import functional as F
 
     out: list[Any] = [None] * len(pictures)

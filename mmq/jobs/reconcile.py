@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from mmq.jobs import store
+from mmq.jobs import claims
+from mmq.jobs.records import psycopg_url
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,13 @@ def reconcile(
 ) -> list[str]:
     """Send again every stale unfinished task; returns their ids. `conn` is autocommit."""
     sent = []
-    for task_id in store.stale_tasks(conn, queued_after_s=after_s):
-        if not store.try_lock(conn, task_id):
+    for task_id in claims.stale_tasks(conn, queued_after_s=after_s):
+        if not claims.try_lock(conn, task_id):
             continue  # a live worker is running it
         # Freed before sending: a worker that found it locked would drop the new message.
-        store.unlock(conn, task_id)
+        claims.unlock(conn, task_id)
         send(task_id)
-        store.mark_sent(conn, task_id)
+        claims.mark_sent(conn, task_id)
         sent.append(task_id)
     if sent:
         log.warning("reconciler sent %d unfinished ingest task(s) again", len(sent))
@@ -49,7 +50,7 @@ def reconcile_forever(
     """Reconcile every `every_s` until `stop` is set; a failed pass is logged and retried."""
     while not stop.wait(every_s):
         try:
-            with psycopg.connect(store.psycopg_url(database_url), autocommit=True) as conn:
+            with psycopg.connect(psycopg_url(database_url), autocommit=True) as conn:
                 reconcile(conn, send, after_s=after_s)
         except Exception:
             log.exception("reconciler pass failed; trying again in %.0fs", every_s)

@@ -10,7 +10,7 @@ from typing import Literal, overload
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmq.media.errors import MediaError
+from mmq.errors import InvalidInput
 
 # Formats we decode. Anything else (SVG, PDF, PSD, ...) is refused rather than guessed at.
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
@@ -20,10 +20,10 @@ def read_image_bytes(path: str | Path, *, max_bytes: int) -> bytes:
     """Read a file, refusing missing, non-regular or oversized files before reading them."""
     p = Path(path)
     if not p.is_file():
-        raise MediaError(f"no such image file: {p}")
+        raise InvalidInput(f"no such image file: {p}")
     size = p.stat().st_size
     if size > max_bytes:
-        raise MediaError(f"{p.name} is {size} bytes, the limit is {max_bytes}")
+        raise InvalidInput(f"{p.name} is {size} bytes, the limit is {max_bytes}")
     return p.read_bytes()
 
 
@@ -36,7 +36,7 @@ class EncodedJpeg:
     size: tuple[int, int]  # (width, height) from the header
 
     def decode(self) -> Image.Image:
-        """Decoded on the CPU after all (MediaError if it is corrupt)."""
+        """Decoded on the CPU after all (InvalidInput if it is corrupt)."""
         width, height = self.size
         return decode_image(self.data, max_bytes=len(self.data), max_pixels=width * height)
 
@@ -73,7 +73,7 @@ def decode_image(
     min_side: int | None = None,
     keep_jpeg: bool = False,
 ) -> Image.Image | EncodedJpeg:
-    """Decode untrusted bytes into an RGB image, or raise MediaError saying why not.
+    """Decode untrusted bytes into an RGB image, or raise InvalidInput saying why not.
 
     The pixel count is checked from the header before any pixel is decoded, so a small file
     that claims 50,000 x 50,000 pixels costs nothing. Animated images give their first frame.
@@ -83,16 +83,16 @@ def decode_image(
     is corrupt inside fails where it is decoded, which falls back to this function.
     """
     if not data:
-        raise MediaError("image is empty (0 bytes)")
+        raise InvalidInput("image is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise MediaError(f"image is {len(data)} bytes, the limit is {max_bytes}")
+        raise InvalidInput(f"image is {len(data)} bytes, the limit is {max_bytes}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
             width, height = opened.size
             if width * height > max_pixels:
-                raise MediaError(
+                raise InvalidInput(
                     f"image is {width}x{height} pixels, the limit is {max_pixels} pixels"
                 )
             if keep_jpeg and opened.format == "JPEG" and _ends_whole(data):
@@ -102,17 +102,17 @@ def decode_image(
             opened.load()  # decode now: truncation and corruption surface here, not later
             ImageOps.exif_transpose(opened, in_place=True)  # no copy when already upright
             return _to_rgb(opened)
-    except MediaError:
+    except InvalidInput:
         raise
     except UnidentifiedImageError:
-        raise MediaError(
+        raise InvalidInput(
             "not a supported image (allowed: " + ", ".join(sorted(ALLOWED_FORMATS)) + ")"
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own bomb guard fires inside Image.open, before our check above sees the size.
-        raise MediaError(f"image exceeds the pixel limit: {exc}") from None
+        raise InvalidInput(f"image exceeds the pixel limit: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise MediaError(f"corrupt or truncated image: {exc}") from None
+        raise InvalidInput(f"corrupt or truncated image: {exc}") from None
 
 
 def _ends_whole(jpeg: bytes) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmq.media.errors import MediaError
+from mmq.errors import InvalidInput
 
 
 def confined(path: str, roots: Sequence[Path]) -> Path:
@@ -13,10 +13,10 @@ def confined(path: str, roots: Sequence[Path]) -> Path:
 
     Resolved first, so neither `..` nor a symlink planted under a root leads out of it."""
     if "\x00" in path:
-        raise MediaError("path contains a NUL byte")
+        raise InvalidInput("path contains a NUL byte")
     real = Path(path).resolve()
     if not any(real.is_relative_to(root) for root in roots):
-        raise MediaError(
+        raise InvalidInput(
             f"path {path[:200]!r} is outside the ingest roots (MMQ_INGEST_ROOTS: "
             + ", ".join(str(r) for r in roots)
             + ")"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import unicodedata
 
-from mmq.media.errors import MediaError
+from mmq.errors import InvalidInput
 
 
 def clean_text(text: object, *, max_chars: int) -> str:
     """Normalise a caption or query; refuse empty, oversized or non-string input."""
     if not isinstance(text, str):
-        raise MediaError(f"text must be a string, got {type(text).__name__}")
+        raise InvalidInput(f"text must be a string, got {type(text).__name__}")
     # Control whitespace (\r, \v, \f, U+0085) separates words: keep it for split() to collapse.
     text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
     # NFC after filtering, so a dropped control character cannot leave a decomposed pair,
@@ -18,7 +18,7 @@ def clean_text(text: object, *, max_chars: int) -> str:
     text = unicodedata.normalize("NFC", text)
     text = " ".join(text.split())
     if not text:
-        raise MediaError("text is empty")
+        raise InvalidInput("text is empty")
     if len(text) > max_chars:
-        raise MediaError(f"text has {len(text)} characters, the limit is {max_chars}")
+        raise InvalidInput(f"text has {len(text)} characters, the limit is {max_chars}")
     return text

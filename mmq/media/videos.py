@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from PIL import Image
 
-from mmq.media.errors import MediaError
+from mmq.errors import InvalidInput
 
 # FFmpeg demuxer names: mp4/mov, mkv/webm, avi. Nothing else is demuxed.
 ALLOWED_DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi"
@@ -68,12 +68,12 @@ def read_video_source(path: str | Path, *, max_bytes: int) -> tuple[Path, str]:
     """Check a video file before opening it; returns (path, sha256 of its content)."""
     p = Path(path)
     if not p.is_file():
-        raise MediaError(f"no such video file: {p}")
+        raise InvalidInput(f"no such video file: {p}")
     size = p.stat().st_size
     if size == 0:
-        raise MediaError("video is empty (0 bytes)")
+        raise InvalidInput("video is empty (0 bytes)")
     if size > max_bytes:
-        raise MediaError(f"{p.name} is {size} bytes, the limit is {max_bytes}")
+        raise InvalidInput(f"{p.name} is {size} bytes, the limit is {max_bytes}")
     digest = hashlib.sha256()
     with open(p, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -84,9 +84,9 @@ def read_video_source(path: str | Path, *, max_bytes: int) -> tuple[Path, str]:
 def check_video_bytes(data: bytes, *, max_bytes: int) -> str:
     """Check video bytes before opening them; returns their sha256."""
     if not data:
-        raise MediaError("video is empty (0 bytes)")
+        raise InvalidInput("video is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise MediaError(f"video is {len(data)} bytes, the limit is {max_bytes}")
+        raise InvalidInput(f"video is {len(data)} bytes, the limit is {max_bytes}")
     return hashlib.sha256(data).hexdigest()
 
 
@@ -102,7 +102,7 @@ def open_video(source: Path | bytes, *, limits: VideoLimits) -> Iterator[tuple[A
         try:
             container = av.open(stream_file, mode="r", options=_OPEN_OPTIONS)
         except av.error.FFmpegError as exc:
-            raise MediaError(
+            raise InvalidInput(
                 "not a readable video: not mp4, mov, webm, mkv or avi, or corrupt or truncated "
                 f"(FFmpeg: {_ffmpeg_reason(exc)})"
             ) from None
@@ -114,17 +114,17 @@ def open_video(source: Path | bytes, *, limits: VideoLimits) -> Iterator[tuple[A
 
 def _check_header(container: Any, limits: VideoLimits) -> VideoInfo:
     if not container.streams.video:
-        raise MediaError("the file has no video stream")
+        raise InvalidInput("the file has no video stream")
     stream = container.streams.video[0]
     ctx = stream.codec_context
     width, height = int(ctx.width or 0), int(ctx.height or 0)
     if width * height > limits.max_pixels:
-        raise MediaError(
+        raise InvalidInput(
             f"video is {width}x{height} pixels, the limit is {limits.max_pixels} pixels per frame"
         )
     declared = _declared_duration(container, stream)
     if declared is not None and declared > limits.max_duration_s:
-        raise MediaError(
+        raise InvalidInput(
             f"video declares a duration of {declared:.0f} s, the limit is "
             f"{limits.max_duration_s:.0f} s"
         )
@@ -169,7 +169,7 @@ def sample_frames(
             for frame in container.decode(stream):
                 stats.decoded_frames += 1
                 if stats.decoded_frames > limits.max_decoded_frames:
-                    raise MediaError(
+                    raise InvalidInput(
                         f"decoded more than {limits.max_decoded_frames} frames (the limit)"
                     )
                 raw_t = _frame_time(frame, stats.decoded_frames, info)
@@ -177,9 +177,11 @@ def sample_frames(
                     origin = raw_t
                 t = raw_t - origin
                 if t > limits.max_duration_s:
-                    raise MediaError(f"video runs past the {limits.max_duration_s:.0f} s limit")
+                    raise InvalidInput(f"video runs past the {limits.max_duration_s:.0f} s limit")
                 if frame.width * frame.height > limits.max_pixels:
-                    raise MediaError(f"a frame is {frame.width}x{frame.height} pixels, over limit")
+                    raise InvalidInput(
+                        f"a frame is {frame.width}x{frame.height} pixels, over limit"
+                    )
                 stats.last_time_s = max(stats.last_time_s, t)
                 if seek_target is not None and t < seek_target - 1e-6:
                     continue  # decoding forward from the keyframe before the seek target
@@ -203,12 +205,12 @@ def sample_frames(
             if reached_end:
                 break
     except av.error.FFmpegError as exc:
-        raise MediaError(f"truncated or corrupt video (FFmpeg: {_ffmpeg_reason(exc)})") from None
+        raise InvalidInput(f"truncated or corrupt video (FFmpeg: {_ffmpeg_reason(exc)})") from None
     if stats.decoded_frames == 0:
-        raise MediaError("truncated or corrupt video: no frame could be decoded")
+        raise InvalidInput("truncated or corrupt video: no frame could be decoded")
     declared = info.declared_duration_s
     if declared is not None and stats.last_time_s + _TRUNCATION_SLACK_S < 0.9 * declared:
-        raise MediaError(
+        raise InvalidInput(
             f"truncated or corrupt video: frames stop at {stats.last_time_s:.1f} s "
             f"of a declared {declared:.1f} s"
         )

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.encoders.base import l2_normalize
+from mmq.errors import BadRequest
 from mmq.media import clean_text, decode_image
 from mmq.schemas import Hit, SearchRequest, SearchResult, SegmentHit
 from mmq.services.vectors import query_vector
@@ -31,7 +32,7 @@ def search(
     if request.vector is not None:
         query = np.asarray(request.vector, dtype=np.float32)
         if not np.isfinite(query).all() or not np.any(query):
-            raise ValueError("query vector must be finite and non-zero")
+            raise BadRequest("query vector must be finite and non-zero")
         query, scale = l2_normalize(query), 1.0
     else:
         repository.require_model(collection, model=encoder.name, model_version=encoder.version)

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mmq.fusion import FusionError, expand_single, fuse, normalize_weights
+from mmq.errors import BadRequest
+from mmq.fusion import expand_single, fuse, normalize_weights
 from mmq.schemas import FusionName
 
 MODALITIES = ("image", "text")
@@ -43,7 +44,7 @@ def query_vector(
     """(unit query vector, score scale) for a text, image or composed query."""
     method = method or collection_fusion
     if method == "concat" and collection_fusion != "concat":
-        raise FusionError("a concat-fused query needs a collection created with fusion=concat")
+        raise BadRequest("a concat-fused query needs a collection created with fusion=concat")
     if len(parts) > 1 and method == "concat":
         names = sorted(parts)
         w = normalize_weights(names, weights)
@@ -57,6 +58,6 @@ def query_vector(
 
 def _only(parts: Mapping[str, np.ndarray]) -> np.ndarray:
     if len(parts) != 1:
-        raise FusionError(f"expected one modality, got {sorted(parts)}")
+        raise BadRequest(f"expected one modality, got {sorted(parts)}")
     (vector,) = parts.values()
     return vector

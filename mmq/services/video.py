@@ -25,7 +25,7 @@ from mmq.media.videos import (
     sample_frames,
 )
 from mmq.schemas import IngestItem
-from mmq.segmentation import Segment, SegmentRules, segment, video_vector
+from mmq.segmentation import SegmentRules, VideoSegment, segment, video_vector
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class IndexedVideo:
     uri: str | None
     duration_s: float
     vector: np.ndarray  # the whole video, in the encoder's space
-    segments: list[Segment]
+    segments: list[VideoSegment]
 
 
 def video_limits(settings: Settings) -> VideoLimits:
@@ -56,7 +56,7 @@ def segment_rules(settings: Settings, encoder: Encoder) -> SegmentRules:
 
 
 def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> IndexedVideo:
-    """Decode, encode and segment a video item; MediaError says why a video is refused."""
+    """Decode, encode and segment a video item; InvalidInput says why a video is refused."""
     limits = video_limits(settings)
     source: Path | bytes
     if item.video_path is not None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mmq.errors import BadRequest
+
 
 def sqlalchemy_url(url: str) -> str:
     """Any postgres URL → the psycopg 3 driver URL SQLAlchemy needs."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
-    raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    raise BadRequest(f"not a PostgreSQL URL: {url!r}")
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
+from mmq.errors import Unavailable
+
 # migrations/ sits beside the package in the source tree (installed editable).
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,12 +29,8 @@ def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-class SchemaMissingError(RuntimeError):
-    pass
-
-
 def require_schema(engine: Engine) -> None:
     """Fail with the fix in the message when migrations were never run on this database."""
     with engine.connect() as conn:
         if conn.scalar(text("SELECT to_regclass('items')")) is None:
-            raise SchemaMissingError("the database has no mmq schema: run `mmq db upgrade`")
+            raise Unavailable("the database has no mmq schema: run `mmq db upgrade`")

@@ -1,4 +1,7 @@
-"""Repository functions: the only place that writes SQL against the mmq tables."""
+"""Repository functions over collections and items: upsert, indexes, the ANN query.
+
+Video segments have theirs in store/segments.py; the ingest job records in mmq/jobs/.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +16,8 @@ from sqlalchemy import Table, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from mmq.errors import BadRequest, Conflict, NotFound
 from mmq.store.tables import Collection, Item
-
-
-class StoreError(ValueError):
-    """A request the store refuses: unknown collection, wrong model, wrong dimension."""
-
-
-class UnknownCollectionError(StoreError):
-    pass
-
-
-class DimensionError(StoreError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -96,7 +88,7 @@ def segment_index_name(collection_id: int) -> str:
 def get_collection(*, session: Session, name: str) -> Collection:
     collection = session.scalar(select(Collection).where(Collection.name == name))
     if collection is None:
-        raise UnknownCollectionError(f"unknown collection {name!r}")
+        raise NotFound(f"unknown collection {name!r}")
     return collection
 
 
@@ -139,7 +131,7 @@ def ensure_collection(
 def require_model(collection: Collection, *, model: str, model_version: str) -> None:
     """Refuse to mix vector spaces: the collection's model and version must be this one."""
     if (collection.model, collection.model_version) != (model, model_version):
-        raise StoreError(
+        raise Conflict(
             f"collection {collection.name!r} is bound to model {collection.model} "
             f"(version {collection.model_version}); this worker serves {model} "
             f"(version {model_version})"
@@ -148,7 +140,7 @@ def require_model(collection: Collection, *, model: str, model_version: str) -> 
 
 def check_dim(collection: Collection, vector: np.ndarray) -> None:
     if vector.ndim != 1 or vector.shape[0] != collection.dim:
-        raise DimensionError(
+        raise BadRequest(
             f"vector has dimension {vector.shape[-1]}, collection {collection.name!r} "
             f"expects {collection.dim}"
         )

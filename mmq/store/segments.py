@@ -30,7 +30,7 @@ class SegmentRow:
 
 
 @dataclass(frozen=True)
-class SegmentHit:
+class SegmentHitRow:
     item_id: int
     ordinal: int
     start_s: float
@@ -99,7 +99,7 @@ def best_segments(
     k: int,
     filter: dict[str, Any] | None = None,
     ef_search: int = 100,
-) -> list[SegmentHit]:
+) -> list[SegmentHitRow]:
     """The k videos whose best segment is nearest the query, each with that segment."""
     check_dim(collection, query)
     stmt = text(segment_search_sql(collection, with_filter=filter is not None)).bindparams(
@@ -112,7 +112,7 @@ def best_segments(
     while True:
         set_ann_params(session, ef_search=ef_search, k=n)
         rows = [_hit(r) for r in session.execute(stmt, {**params, "n": n})]
-        best: dict[int, SegmentHit] = {}
+        best: dict[int, SegmentHitRow] = {}
         for row in sorted(rows, key=lambda r: r.distance):
             best.setdefault(row.item_id, row)
         # Stop with k videos, or when the collection has no more segments to give.
@@ -123,7 +123,7 @@ def best_segments(
 
 def all_segments(
     *, session: Session, collection: Collection, query: np.ndarray, item_ids: Sequence[int]
-) -> dict[int, list[SegmentHit]]:
+) -> dict[int, list[SegmentHitRow]]:
     """Every segment of the given videos, scored exactly against the query, nearest first."""
     check_dim(collection, query)
     dim = int(collection.dim)
@@ -131,7 +131,7 @@ def all_segments(
         f"{_select_scored(dim)} WHERE collection_id = {int(collection.id)} "
         "AND item_id = ANY(:ids) ORDER BY distance"
     ).bindparams(bindparam("q", type_=Vector()))
-    out: dict[int, list[SegmentHit]] = {int(i): [] for i in item_ids}
+    out: dict[int, list[SegmentHitRow]] = {int(i): [] for i in item_ids}
     for r in session.execute(stmt, {"q": query, "ids": list(item_ids)}):
         out[r.item_id].append(_hit(r))
     return out
@@ -154,5 +154,5 @@ def _select_scored(dim: int) -> str:
     )
 
 
-def _hit(r: Any) -> SegmentHit:
-    return SegmentHit(r.item_id, r.ordinal, r.start_s, r.end_s, r.keyframe_s, float(r.distance))
+def _hit(r: Any) -> SegmentHitRow:
+    return SegmentHitRow(r.item_id, r.ordinal, r.start_s, r.end_s, r.keyframe_s, float(r.distance))

@@ -15,12 +15,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from mmq.config import get_settings
-from mmq.encoders.lite import LiteEncoder
+from mmq.encoders.lite_conse import LiteConseEncoder
 from mmq.media import decode_image, read_image_bytes
 
 
 def image_features(
-    encoder: LiteEncoder,
+    encoder: LiteConseEncoder,
     paths: Sequence[Path],
     cache_dir: Path,
     *,
@@ -58,7 +58,7 @@ def image_features(
 
 
 def text_features(
-    encoder: LiteEncoder, texts: Sequence[str], cache_dir: Path, *, batch_size: int = 128
+    encoder: LiteConseEncoder, texts: Sequence[str], cache_dir: Path, *, batch_size: int = 128
 ) -> np.ndarray:
     """Unit text vectors `(len(texts), 384)`, cached per list of texts."""
     encoder.load()

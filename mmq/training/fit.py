@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from mmq.encoders.alignment_head import AlignmentHead
+from mmq.errors import BadRequest
 from mmq.training.config import TrainConfig
 
 KS = (1, 5, 10)
@@ -65,7 +66,7 @@ def split_by_image(n_images: int, val_fraction: float, seed: int) -> tuple[np.nd
 
 def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -> TrainResult:
     if config.batch not in BATCHES:
-        raise ValueError(f"unknown batch composition {config.batch!r}: use one of {BATCHES}")
+        raise BadRequest(f"unknown batch composition {config.batch!r}: use one of {BATCHES}")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     text_dim = pairs.texts.shape[1]
