@@ -50,7 +50,7 @@ chaos: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.chaos -n 500
 
 bench-video: install
-	HF_HUB_OFFLINE=1 $(PY) benchmarks/video_ingest.py
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.video_ingest
 
 clean:
 	rm -rf .mmq

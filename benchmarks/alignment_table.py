@@ -1,6 +1,6 @@
 """The alignment head's hyper-parameters, measured on images held out of flickr8k-dev.
 
-    python benchmarks/alignment_table.py [--val-fraction 0.5] [--splits 3]
+    python -m benchmarks.alignment_table [--val-fraction 0.5] [--splits 3]
 
 Each row trains a head on the training images of several random splits (by image) and
 reports the mean validation recalls in percent (t2i: each caption ranks its image among the
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,8 +28,8 @@ from mmq.encoders.lite_conse import TEMPLATE, LiteConseEncoder
 from mmq.training.config import TrainConfig
 from mmq.training.features import image_features, text_features
 from mmq.training.fit import Pairs, evaluate, fit, split_by_image
+from tests.support.data import FLICKR, IMAGENET
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COLUMNS = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")
 
 
@@ -39,7 +38,7 @@ def main() -> int:
     parser.add_argument("--val-fraction", type=float, default=0.5)
     parser.add_argument("--splits", type=int, default=3)
     args = parser.parse_args()
-    flickr = DATA / "flickr8k-dev"
+    flickr = FLICKR
     if not flickr.is_dir():
         raise SystemExit(f"{flickr} is absent")
     cache = get_settings().state_dir / "cache"
@@ -54,10 +53,10 @@ def main() -> int:
         np.array([i for i, n in enumerate(names) for _ in captions[n]]),
     )
     flipped = image_features(encoder, paths, cache, flip=True)
-    with open(DATA / "imagenet-sample" / "labels.csv", newline="") as f:
+    with open(IMAGENET / "labels.csv", newline="") as f:
         labelled = [(r["image"], r["label"]) for r in csv.DictReader(f)]
     imagenet = Pairs(
-        image_features(encoder, [DATA / "imagenet-sample" / i for i, _ in labelled], cache),
+        image_features(encoder, [IMAGENET / i for i, _ in labelled], cache),
         text_features(encoder, [TEMPLATE.format(label) for _, label in labelled], cache),
         np.arange(len(labelled)),
     )

@@ -29,8 +29,9 @@ from mmq.config import get_settings
 from mmq.encoders import get_encoder
 from mmq.store.db import make_engine, make_sessionmaker
 from mmq.store.tables import Collection
+from tests.support.data import FLICKR, FLICKR_IMAGES, photo_items
 
-CAPTIONS = bench_ingest.FLICKR.parent / "captions.csv"
+CAPTIONS = FLICKR / "captions.csv"
 EF_SEARCH = (40, 100, 200, 400)
 FALLBACK_QUERIES = ["a dog running on grass", "a child in a red shirt", "a man on a bike"]
 
@@ -39,7 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument(
-        "--photos", type=Path, default=bench_ingest.FLICKR, help="a folder of JPEGs to ingest"
+        "--photos", type=Path, default=FLICKR_IMAGES, help="a folder of JPEGs to ingest"
     )
     parser.add_argument(
         "--ingest-workers", type=int, default=1, help="ingest worker processes (threads pool)"
@@ -53,7 +54,7 @@ def main() -> int:
     work = settings.state_dir / "bench"
     encoder = get_encoder(settings.model, settings.device, cache_dir=settings.state_dir / "cache")
     encoder.load()
-    items, source = bench_ingest.photo_items(args.images, work, args.photos)
+    items, source = photo_items(args.images, work, args.photos)
     texts = queries(args.queries)
     out: dict[str, object] = {"machine": machine(), "model": encoder.name, "photos": source}
     out["ingest_workers"] = args.ingest_workers

@@ -14,33 +14,12 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
-from mmq.cli.demo import write_photos
 from mmq.client import Client
 from mmq.config import get_settings
 from mmq.encoders import Encoder
 from mmq.encoders.base import cpu_count
 from mmq.media import decode_image, read_image_bytes
 from mmq.schemas import IngestItem, IngestResult
-
-FLICKR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flickr8k-dev" / "images"
-
-
-def photo_items(n: int, work: Path, folder: Path = FLICKR) -> tuple[list[IngestItem], str]:
-    """`n` real photos: the JPEGs in `folder` (flickr8k-dev) when there are any, else the
-    bundled photos; repeated with distinct external ids where there are fewer than `n` (then
-    each file is decoded and encoded again, as a new item)."""
-    photos = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
-    source = "flickr8k-dev" if folder == FLICKR else str(folder)
-    if not photos:
-        photos, source = sorted(write_photos(work / "photos").values()), "scikit-image photos"
-    paths = [photos[i % len(photos)] for i in range(n)]
-    for p in set(paths):
-        p.read_bytes()  # into the page cache: every run below reads warm files
-    items = [
-        IngestItem(image_path=str(p), external_id=f"{i}:{p.name}") for i, p in enumerate(paths)
-    ]
-    distinct = f" ({len(set(paths))} files)" if len(set(paths)) < n else ""
-    return items, f"{len(items)} {source}{distinct}"
 
 
 def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, Any]:

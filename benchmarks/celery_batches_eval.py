@@ -43,6 +43,7 @@ from mmq.cli.spawn import ready_servers, running_workers, stop_workers, wait_for
 from mmq.client import Client
 from mmq.config import Settings, get_settings
 from mmq.schemas import IngestItem
+from tests.support.data import photo_items
 
 MISSING = (
     "celery_batches is not importable: skipping the celery-batches eval. pip install"
@@ -212,7 +213,7 @@ def main() -> int:
         return 0
     settings = get_settings()
     urls = ready_servers(settings)
-    items, source = bench_ingest.photo_items(args.images, settings.state_dir / "bench")
+    items, source = photo_items(args.images, settings.state_dir / "bench")
     client = Client(settings, urls)
     try:
         if args.check:

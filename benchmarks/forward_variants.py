@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from benchmarks.bench_ingest import photo_items
 from mmq.encoders.base import cpu_count
 from mmq.encoders.lite_conse import LiteConseEncoder, image_tower, load_image_model
 from mmq.media import decode_image
+from tests.support.data import photo_items
 
 BATCH = 2
 DECODERS = 4

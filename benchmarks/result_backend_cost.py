@@ -18,6 +18,7 @@ from benchmarks import bench_ingest
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
+from tests.support.data import photo_items
 
 
 def main() -> int:
@@ -27,7 +28,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = get_settings()
     client = Client(settings, ready_servers(settings))
-    items, source = bench_ingest.photo_items(args.images, settings.state_dir / "bench")
+    items, source = photo_items(args.images, settings.state_dir / "bench")
     roots = sorted({Path(it.image_path).parent for it in items if it.image_path})
     send = client.app.send_task
 

@@ -1,7 +1,7 @@
 """Where MMQ_VIDEO_CUT_DISTANCE comes from: cosine distances between consecutive sampled
 frames, within shots and across cuts, with the model a worker would use.
 
-    python benchmarks/video_cut_distances.py [--model lite] [--fps 1.0]
+    python -m benchmarks.video_cut_distances [--model lite] [--fps 1.0]
 
 The assembled photo video has known cuts; the real clips (../shared/data/videos, when
 present) are single shots, so every distance in them is a within-shot one.
@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mmq.cli.demo import write_photos
-from mmq.cli.demo_video import write_demo_video
 from mmq.config import get_settings
 from mmq.encoders import Encoder, get_encoder
 from mmq.media.videos import DecodeStats, open_video, sample_frames
+from mmq.samples import write_demo_video, write_photos
 from mmq.segmentation import frame_distances
 from mmq.services.video import video_limits
-
-CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+from tests.support.data import VIDEO_CLIPS as CLIPS
 
 
 def distances(path: Path, encoder: Encoder, fps: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """Video ingest speed through the queue: seconds of video indexed per second of wall time.
 
-    python benchmarks/video_ingest.py [--repeat 8] [--json]     (or: make bench-video)
+    python -m benchmarks.video_ingest [--repeat 8] [--json]     (or: make bench-video)
 
 Measures, with an ingest worker whose model is already loaded: (1) the real clips of
 ../shared/data/videos as separate items, (2) one long video made of those clips concatenated
@@ -17,14 +17,13 @@ import uuid
 from fractions import Fraction
 from pathlib import Path
 
-from mmq.cli.demo import write_photos
-from mmq.cli.demo_video import SHOTS, write_demo_video
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
+from mmq.samples import SHOTS, write_demo_video, write_photos
 from mmq.schemas import IngestItem, IngestResult
+from tests.support.data import VIDEO_CLIPS as CLIPS
 
-CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 SIZE, FPS = (854, 480), 30
 
 

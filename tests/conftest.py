@@ -10,8 +10,7 @@ import pytest
 
 from mmq.config import Settings
 from mmq.embedded import Urls, export_urls, resolve_urls
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.support.data import SHARED_DATA
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,7 +31,7 @@ def settings(state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Setti
     os.environ["MMQ_STATE_DIR"] = str(state_dir)
     # Workers read paths only under these: the tests' temporary files and the dev data.
     os.environ["MMQ_INGEST_ROOTS"] = os.pathsep.join(
-        [str(tmp_path_factory.getbasetemp().resolve()), str(DATA)]
+        [str(tmp_path_factory.getbasetemp().resolve()), str(SHARED_DATA)]
     )
     return Settings()
 
@@ -83,6 +82,6 @@ def db_session(urls: Urls) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from mmq.cli.demo import write_photos
+    from mmq.samples import write_photos
 
     return write_photos(tmp_path_factory.mktemp("photos"))

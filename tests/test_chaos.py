@@ -16,7 +16,7 @@ def test_nothing_is_lost_or_duplicated_when_workers_and_broker_are_killed(
     urls,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    from benchmarks.chaos import run
+    from tests.support.chaos import run
 
     result = run(48, child_kills=2, work=tmp_path, database_url=urls.database_url)
     print(json.dumps(result))

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from video_files import video_bytes
 
-from mmq.cli.demo import PHOTOS
+from mmq.samples import PHOTOS
+from tests.support.videos import video_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ from PIL import Image
 from skimage import data
 from transformers import CLIPModel, CLIPProcessor
 
-from benchmarks.random_clip import build_tiny_clip
 from mmq.encoders import get_encoder
 from mmq.encoders.base import Encoder
 from mmq.errors import BadRequest, NotFound
+from tests.support.clip import build_tiny_clip
 
 TEXTS = [
     "a cat",

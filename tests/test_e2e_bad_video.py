@@ -8,9 +8,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from video_files import huge_frame_video, video_bytes, video_with_times
 
 from mmq.schemas import IngestItem
+from tests.support.videos import huge_frame_video, video_bytes, video_with_times
 
 pytestmark = pytest.mark.slow
 

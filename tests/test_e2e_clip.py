@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from benchmarks.random_clip import build_tiny_clip
 from mmq.config import Settings
 from mmq.schemas import IngestItem
+from tests.support.clip import build_tiny_clip
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def test_clip_worker_ingests_and_searches(clip_client, photos, db_session) -> No
 
 
 def test_clip_worker_indexes_a_video(clip_client) -> None:  # type: ignore[no-untyped-def]
-    from video_files import video_bytes
+    from tests.support.videos import video_bytes
 
     client, _ = clip_client
     name = f"clip-video-{uuid.uuid4().hex[:8]}"

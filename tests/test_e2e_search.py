@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from mmq.cli.demo import PHOTOS
 from mmq.errors import BadRequest, NotFound
+from mmq.samples import PHOTOS
 from mmq.schemas import IngestItem
 
 pytestmark = pytest.mark.slow

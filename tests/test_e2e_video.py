@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from mmq.cli.demo_video import Shot, write_demo_video
+from mmq.samples import Shot, write_demo_video
 from mmq.schemas import IngestItem, IngestResult
 
 pytestmark = pytest.mark.slow
@@ -162,7 +162,7 @@ def test_the_segment_query_uses_the_hnsw_index(mixed, db_session) -> None:  # ty
 
 
 def test_a_video_reingested_as_an_image_loses_its_segments(client, workers, photos) -> None:  # type: ignore[no-untyped-def]
-    from video_files import video_bytes
+    from tests.support.videos import video_bytes
 
     name = f"video-kind-{uuid.uuid4().hex[:8]}"
     video = IngestItem(video_bytes=video_bytes(seconds=2), external_id="x")
@@ -187,7 +187,7 @@ def test_videos_in_a_concat_collection(client, workers, assembled) -> None:  # t
 
 
 def test_the_same_video_without_an_id_is_stored_once(client, workers) -> None:  # type: ignore[no-untyped-def]
-    from video_files import video_bytes
+    from tests.support.videos import video_bytes
 
     name = f"video-hash-{uuid.uuid4().hex[:8]}"
     data = video_bytes(seconds=2)

@@ -15,7 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from image_files import (
+from PIL import Image
+
+from mmq.broker import INGEST_QUEUE, INGEST_TASK
+from mmq.client import SearchJob
+from mmq.errors import BadRequest, MmqError, NotFound
+from tests.support.images import (
     cmyk_jpeg,
     encode,
     gif_header_only,
@@ -24,12 +29,7 @@ from image_files import (
     png_header_only,
     rgba_png,
 )
-from PIL import Image
-from video_files import video_bytes, video_with_times
-
-from mmq.broker import INGEST_QUEUE, INGEST_TASK
-from mmq.client import SearchJob
-from mmq.errors import BadRequest, MmqError, NotFound
+from tests.support.videos import video_bytes, video_with_times
 
 pytestmark = pytest.mark.slow
 

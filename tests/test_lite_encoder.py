@@ -193,7 +193,7 @@ def test_the_shipped_head_keeps_photos_unlike_flickr(
 ) -> None:
     # The demo photos are nothing like Flickr's; the ImageNet prompts it was also trained on
     # keep the head from forgetting them. Each caption should find its own photo.
-    from mmq.cli.demo import PHOTOS
+    from mmq.samples import PHOTOS
 
     head = get_encoder("lite", "cpu", cache_dir=cache_dir).load()
     images = [picture(name) for name in PHOTOS]

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_files import (
+from PIL import Image
+
+from mmq.errors import InvalidInput
+from mmq.media import clean_text, decode_image, read_image_bytes
+from tests.support.images import (
     cmyk_jpeg,
     encode,
     gif_header_only,
@@ -17,10 +21,6 @@ from image_files import (
     png_header_only,
     rgba_png,
 )
-from PIL import Image
-
-from mmq.errors import InvalidInput
-from mmq.media import clean_text, decode_image, read_image_bytes
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 64_000_000

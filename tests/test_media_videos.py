@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from video_files import huge_frame_video, rotated_video, video_bytes, video_with_times
 
 from mmq.errors import InvalidInput
 from mmq.media.videos import (
@@ -19,6 +18,7 @@ from mmq.media.videos import (
     read_video_source,
     sample_frames,
 )
+from tests.support.videos import huge_frame_video, rotated_video, video_bytes, video_with_times
 
 LIMITS = VideoLimits(
     max_bytes=10_000_000,

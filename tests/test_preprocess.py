@@ -9,17 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from image_files import cmyk_jpeg, encode, noise
 from PIL import Image
 from skimage import data
 from transformers import CLIPProcessor
 
-from benchmarks.random_clip import build_tiny_clip
 from mmq.encoders.clip import _recipe
 from mmq.encoders.lite_conse import RECIPE
 from mmq.encoders.preprocess import Recipe, prepare
 from mmq.errors import InvalidInput
 from mmq.media import EncodedJpeg, as_image, decode_image
+from tests.support.clip import build_tiny_clip
+from tests.support.images import cmyk_jpeg, encode, noise
 
 LIMITS = {"max_bytes": 10 << 20, "max_pixels": 64_000_000}
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
 from mmq.cli.evaluate import evaluate
 from mmq.cli.sources import read_captions
-
-FLICKR = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k-dev"
+from tests.support.data import FLICKR
 
 pytestmark = [
     pytest.mark.slow,

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from video_files import video_bytes
 
-from benchmarks.chaos import Broker, Worker, worker_env
 from mmq.broker import INGEST_QUEUE, INGEST_TASK
 from mmq.cli.spawn import wait_for_workers
 from mmq.client import Client
 from mmq.config import Settings
 from mmq.embedded import Urls
 from mmq.jobs.records import psycopg_url
+from tests.support.chaos import Broker, Worker, worker_env
+from tests.support.videos import video_bytes
 
 pytestmark = pytest.mark.slow
 

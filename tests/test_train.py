@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmq.cli.demo import PHOTOS
+from mmq.samples import PHOTOS
 
 pytestmark = pytest.mark.slow
 

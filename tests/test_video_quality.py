@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from mmq.schemas import IngestItem
+from tests.support.data import VIDEO_CLIPS as CLIPS
 
 pytestmark = pytest.mark.slow
 
-CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 
 
 def query_for(path: Path) -> str:

@@ -5,48 +5,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from mmq.cli.commands import hit_json, print_hits
-from mmq.cli.demo_video import write_demo_video
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
+from mmq.samples import PHOTOS, write_demo_video, write_photos
 from mmq.schemas import IngestItem
-
-# skimage.data photo → short caption. (`cat()` is chelsea again, so it is left out.)
-PHOTOS = {
-    "astronaut": "an astronaut in a spacesuit",
-    "coffee": "a cup of coffee on a saucer",
-    "chelsea": "a tabby cat",
-    "rocket": "a rocket on the launch pad",
-    "horse": "the silhouette of a horse",
-    "camera": "a man with a camera on a tripod",
-    "clock": "a clock on the wall",
-    "coins": "old coins",
-    "moon": "the surface of the moon",
-    "page": "a page of printed text",
-    "hubble_deep_field": "galaxies in deep space",
-    "brick": "a brick wall",
-    "grass": "grass",
-    "immunohistochemistry": "cells under a microscope",
-}
-
-
-def write_photos(folder: Path) -> dict[str, Path]:
-    """Save the bundled photos as PNG files, as a user's own images would be."""
-    import skimage.data
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name in PHOTOS:
-        path = folder / f"{name}.png"
-        if not path.exists():
-            Image.fromarray(getattr(skimage.data, name)()).save(path)
-        paths[name] = path
-    return paths
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -1,9 +1,54 @@
-"""A video assembled from the bundled photos, with known cuts: the demo's and the tests'."""
+"""The sample media the demo, the tests and the benchmarks share: the photos that ship with
+scikit-image, each with a short caption, and a video assembled from five of them with cuts
+at known times."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# skimage.data photo → short caption. (`cat()` is chelsea again, so it is left out.)
+PHOTOS = {
+    "astronaut": "an astronaut in a spacesuit",
+    "coffee": "a cup of coffee on a saucer",
+    "chelsea": "a tabby cat",
+    "rocket": "a rocket on the launch pad",
+    "horse": "the silhouette of a horse",
+    "camera": "a man with a camera on a tripod",
+    "clock": "a clock on the wall",
+    "coins": "old coins",
+    "moon": "the surface of the moon",
+    "page": "a page of printed text",
+    "hubble_deep_field": "galaxies in deep space",
+    "brick": "a brick wall",
+    "grass": "grass",
+    "immunohistochemistry": "cells under a microscope",
+}
+
+
+def photo(name: str) -> Image.Image:
+    """One of the bundled photos, as scikit-image ships it (RGB or greyscale)."""
+    import skimage.data
+    from PIL import Image
+
+    return Image.fromarray(getattr(skimage.data, name)())
+
+
+def write_photos(folder: Path) -> dict[str, Path]:
+    """Save the bundled photos as PNG files, as a user's own images would be."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in PHOTOS:
+        path = folder / f"{name}.png"
+        if not path.exists():
+            photo(name).save(path)
+        paths[name] = path
+    return paths
+
 
 # (photo, seconds on screen), in order. Uneven lengths put the cuts off the sampling grid.
 SHOTS: tuple[tuple[str, float], ...] = (

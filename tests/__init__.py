@@ -1,0 +1,1 @@
+"""mmq's tests. Helpers they share live in tests/support/."""
