@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
 IMAGENET ?= ../shared/data/imagenet-sample
 
-.PHONY: install demo test lint eval bench bench-video chaos clean
+.PHONY: install demo test test-fast lint eval bench bench-video chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,13 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
+# Unit tests only: no servers, no worker processes, no training (about a minute).
+test-fast: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q -m "not slow"
+
 lint: install
 	$(VENV)/bin/ruff check mmq workers tests migrations benchmarks
-	$(VENV)/bin/mypy mmq workers benchmarks
+	$(VENV)/bin/mypy mmq workers tests migrations benchmarks
 
 # Held-out evaluation of the shipped recipe: a head trained (as the shipped one, fixed steps)
 # on half of flickr8k-dev, then ConSE and that head through the queue on the other half.

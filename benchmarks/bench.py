@@ -16,6 +16,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -143,7 +144,7 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}"
 
 
-def print_table(out: dict) -> None:  # type: ignore[type-arg]
+def print_table(out: dict[str, Any]) -> None:
     limit = out["limit"]
     print(
         f"machine: {out['machine']}; model {out['model']}; photos: {out['photos']};"

@@ -16,6 +16,7 @@ import os
 import signal
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -179,7 +180,7 @@ def _alive(state: _State) -> bool:
 
 
 @contextmanager
-def _locked(path: Path):  # type: ignore[no-untyped-def]
+def _locked(path: Path) -> Iterator[None]:
     with open(path, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:

@@ -1,22 +1,44 @@
-"""Fixtures: real servers (embedded, or MMQ_* URLs when set), real workers, the real model."""
+"""Fixtures: real servers (embedded, or MMQ_* URLs when set), real workers, the real model.
+
+A test that uses the servers, workers or a fresh database must be marked `slow`
+(`make test-fast` deselects those); collection fails if one is not.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mmq.config import Settings
 from mmq.embedded import Urls, export_urls, resolve_urls
 from tests.support.data import SHARED_DATA
+from tests.support.procs import Procs
+
+if TYPE_CHECKING:  # the fixtures import these when used: collecting a test stays light
+    from sqlalchemy.orm import Session
+
+    from mmq.client import Client
+    from mmq.encoders import Encoder
+
+SERVER_FIXTURES = frozenset({"urls", "client", "workers", "db_session", "fresh_database_url"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Offline by construction: nothing in the tests may reach a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if used and item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(used)}: mark it slow")
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +69,7 @@ def urls(settings: Settings) -> Urls:
 
 
 @pytest.fixture(scope="session")
-def client(settings: Settings, urls: Urls) -> Iterator[object]:
+def client(settings: Settings, urls: Urls) -> Iterator[Client]:
     from mmq.client import Client
 
     c = Client(settings, urls)
@@ -56,7 +78,8 @@ def client(settings: Settings, urls: Urls) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def workers(client, state_dir: Path) -> Iterator[list[object]]:  # type: ignore[no-untyped-def]
+def workers(client: Client, state_dir: Path) -> Iterator[Procs]:
+    """An ingest worker (first) and a search worker, for the whole session."""
     from mmq.cli.spawn import running_workers
 
     with running_workers(client.app, log_dir=state_dir / "logs") as procs:
@@ -64,20 +87,39 @@ def workers(client, state_dir: Path) -> Iterator[list[object]]:  # type: ignore[
 
 
 @pytest.fixture(scope="session")
-def encoder(state_dir: Path):  # type: ignore[no-untyped-def]
+def encoder(state_dir: Path) -> Encoder:
     from mmq.encoders import get_encoder
 
     return get_encoder("lite", "cpu", cache_dir=state_dir / "cache").load()
 
 
 @pytest.fixture()
-def db_session(urls: Urls) -> Iterator[object]:
+def db_session(urls: Urls) -> Iterator[Session]:
     from mmq.store.db import make_engine, make_sessionmaker
 
     engine = make_engine(urls.database_url, pool_size=1)
     with make_sessionmaker(engine)() as session:
         yield session
     engine.dispose()
+
+
+@pytest.fixture()
+def fresh_database_url(urls: Urls) -> Iterator[str]:
+    """An empty database on the session's server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from mmq.store.db import sqlalchemy_url
+
+    name = f"mmq_fresh_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(sqlalchemy_url(urls.database_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(sqlalchemy_url(urls.database_url)).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 
-from mmq.store.db import sqlalchemy_url
 from mmq.store.migrate import downgrade, upgrade
-
-
-@pytest.fixture()
-def fresh_db(urls):  # type: ignore[no-untyped-def]
-    name = f"mmq_migr_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(sqlalchemy_url(urls.database_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(sqlalchemy_url(urls.database_url)).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def state(url: str) -> tuple[set[str], bool]:
@@ -36,23 +19,23 @@ def state(url: str) -> tuple[set[str], bool]:
     return tables, has_vector
 
 
-def test_upgrade_downgrade_upgrade(fresh_db: str) -> None:
-    assert state(fresh_db) == (set(), False)
-    upgrade(fresh_db)
-    tables, has_vector = state(fresh_db)
+def test_upgrade_downgrade_upgrade(fresh_database_url: str) -> None:
+    assert state(fresh_database_url) == (set(), False)
+    upgrade(fresh_database_url)
+    tables, has_vector = state(fresh_database_url)
     assert {"collections", "items", "alembic_version"} <= tables and has_vector
-    downgrade(fresh_db, "base")
-    tables, has_vector = state(fresh_db)
+    downgrade(fresh_database_url, "base")
+    tables, has_vector = state(fresh_database_url)
     assert tables <= {"alembic_version"} and not has_vector
-    upgrade(fresh_db)
-    assert {"collections", "items"} <= state(fresh_db)[0]
+    upgrade(fresh_database_url)
+    assert {"collections", "items"} <= state(fresh_database_url)[0]
 
 
-def test_schema_matches_the_orm(fresh_db: str) -> None:
+def test_schema_matches_the_orm(fresh_database_url: str) -> None:
     from mmq.store.tables import Base
 
-    upgrade(fresh_db)
-    engine = create_engine(fresh_db)
+    upgrade(fresh_database_url)
+    engine = create_engine(fresh_database_url)
     with engine.connect() as conn:
         insp = inspect(conn)
         for table in Base.metadata.sorted_tables:
@@ -61,13 +44,13 @@ def test_schema_matches_the_orm(fresh_db: str) -> None:
     engine.dispose()
 
 
-def test_a_worker_on_an_unmigrated_database_says_how_to_fix_it(fresh_db: str) -> None:
+def test_a_worker_on_an_unmigrated_database_says_how_to_fix_it(fresh_database_url: str) -> None:
     from mmq.errors import Unavailable
     from mmq.store.migrate import require_schema
 
-    engine = create_engine(fresh_db)
+    engine = create_engine(fresh_database_url)
     with pytest.raises(Unavailable, match="run `mmq db upgrade`"):
         require_schema(engine)
-    upgrade(fresh_db)
+    upgrade(fresh_database_url)
     require_schema(engine)
     engine.dispose()

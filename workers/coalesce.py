@@ -59,7 +59,7 @@ class Coalescer(Generic[K, V]):
                     self._leave(entry)
                     raise
                 if entry.done:
-                    return entry.value  # type: ignore[no-any-return]
+                    return entry.value
             self._gathering = entry.leads = True
             deadline = time.monotonic() + self.max_wait_s
             try:
