@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     result_backend: str | None = None
     database_url: str | None = None
 
-    # The model this process serves: "lite" or "clip:<hf-name-or-path>".
+    # The model this process serves: "lite", "lite-conse", "lite+head:<dir>" or
+    # "clip:<hf-name-or-path>" (mmq/encoders/__init__.py).
     model: str = "lite"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     state_dir: Path = Path(".mmq")

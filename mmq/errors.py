@@ -61,12 +61,6 @@ class JobTimeout(MmqError, TimeoutError):
     exit_code = 7
 
 
-KINDS: dict[str, type[MmqError]] = {
-    cls.kind: cls
-    for cls in (MmqError, InvalidInput, BadRequest, NotFound, Conflict, Unavailable, JobTimeout)
-}
-
-
 def describe(exc: BaseException) -> str:
     """The one way an error is written down for a user (an item's error, a job's error):
     mmq's own errors by their message, anything else (a bug) with its type."""
@@ -74,6 +68,3 @@ def describe(exc: BaseException) -> str:
         return str(exc)
     return f"internal error: {type(exc).__name__}: {exc}".rstrip(": ")
 
-
-def kind_of(exc: BaseException) -> str:
-    return exc.kind if isinstance(exc, MmqError) else MmqError.kind
