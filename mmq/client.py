@@ -172,18 +172,25 @@ class Client:
         chunks = _chunks(parsed, chunk_size or self.settings.ingest_chunk_size)
         if not chunks:
             raise BadRequest("nothing to ingest")
-        tasks = [
-            records.NewTask(
-                id=str(uuid.uuid4()),
-                request=IngestRequest(
+        try:
+            requests = [
+                IngestRequest(
                     collection=collection,
                     items=chunk,
                     fusion=fusion,
                     weights=dict(weights) if weights else None,
-                ).model_dump(mode="json"),
-                items=[(it.source, it.external_id) for it in chunk],
+                )
+                for chunk in chunks
+            ]
+        except ValidationError as exc:
+            raise BadRequest(f"invalid ingest: {describe_errors(exc, 'ingest')}") from None
+        tasks = [
+            records.NewTask(
+                id=str(uuid.uuid4()),
+                request=request.model_dump(mode="json"),
+                items=[(it.source, it.external_id) for it in request.items],
             )
-            for chunk in chunks
+            for request in requests
         ]
         job_id = str(uuid.uuid4())
         # The job is in PostgreSQL before any message: a message lost on its way (a broker

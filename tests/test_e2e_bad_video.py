@@ -4,12 +4,14 @@ the batch (in the same job, and in the same task) is stored."""
 from __future__ import annotations
 
 import base64
-import uuid
 from pathlib import Path
 
 import pytest
 
+from mmq.client import Client
 from mmq.schemas import IngestItem
+from tests.support.names import fresh
+from tests.support.procs import Procs, all_alive
 from tests.support.videos import huge_frame_video, video_bytes, video_with_times
 
 pytestmark = pytest.mark.slow
@@ -26,8 +28,8 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def bad_videos(tmp_path_factory) -> dict[str, IngestItem]:  # type: ignore[no-untyped-def]
-    folder: Path = tmp_path_factory.mktemp("bad-videos")
+def bad_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, IngestItem]:
+    folder = tmp_path_factory.mktemp("bad-videos")
     good = video_bytes(seconds=3)
     faststart = video_bytes(seconds=3, faststart=True)
     files = {
@@ -48,8 +50,12 @@ def bad_videos(tmp_path_factory) -> dict[str, IngestItem]:  # type: ignore[no-un
 
 
 def test_bad_videos_fail_alone_and_the_worker_lives_on(
-    client, workers, photos, bad_videos, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    client: Client,
+    workers: Procs,
+    photos: dict[str, Path],
+    bad_videos: dict[str, IngestItem],
+    tmp_path: Path,
+) -> None:
     good_video = tmp_path / "good.mp4"
     good_video.write_bytes(video_bytes(seconds=4, size=(160, 120)))
     items = [
@@ -58,37 +64,39 @@ def test_bad_videos_fail_alone_and_the_worker_lives_on(
         IngestItem(image_path=str(photos["horse"]), external_id="good-image"),
         IngestItem(text="a horse", external_id="good-text"),
     ]
-    result = client.ingest(items, collection=f"badv-{uuid.uuid4().hex[:8]}").result(timeout=300)
+    result = client.ingest(items, collection=fresh("badv")).result(timeout=300)
     by_id = {r.external_id: r for r in result.items}
     for key, message in EXPECTED.items():
         assert by_id[key].status == "failed", key
         assert message in (by_id[key].error or ""), (key, by_id[key].error)
     for key in ("good-video", "good-image", "good-text"):
-        assert by_id[key].status == "stored", by_id[key]
+        assert (by_id[key].status, by_id[key].error) == ("stored", None), by_id[key]
     assert by_id["good-video"].segments and by_id["good-video"].duration_s == pytest.approx(4.0)
-    assert all(p.poll() is None for p in workers)
+    assert all_alive(workers)
     hit = client.search(collection=result.collection, text="x", targets=["video"]).result(60)
     assert [h.external_id for h in hit.hits] == ["good-video"]
 
 
-def test_bad_videos_in_one_task_fail_alone(client, workers, bad_videos) -> None:  # type: ignore[no-untyped-def]
+def test_bad_videos_in_one_task_fail_alone(
+    client: Client, workers: Procs, bad_videos: dict[str, IngestItem]
+) -> None:
     # A producer other than mmq.Client may put several videos in one message.
     from mmq.broker import INGEST_TASK
 
     good = base64.b64encode(video_bytes(seconds=2)).decode()
-    payload = {
-        "collection": f"badv-raw-{uuid.uuid4().hex[:8]}",
-        "items": [
-            {"video_bytes": good, "external_id": "good-1"},
-            *(item.model_dump(mode="json") for item in bad_videos.values()),
-            {"video_bytes": good, "external_id": "good-2"},
-            {"video_bytes": good, "text": "a caption", "external_id": "video-with-text"},
-        ],
-    }
+    items = [
+        {"video_bytes": good, "external_id": "good-1"},
+        *(item.model_dump(mode="json") for item in bad_videos.values()),
+        {"video_bytes": good, "external_id": "good-2"},
+        {"video_bytes": good, "text": "a caption", "external_id": "video-with-text"},
+    ]
+    payload = {"collection": fresh("badv-raw"), "items": items}
     result = client.app.send_task(INGEST_TASK, args=[payload], queue="ingest").get(timeout=300)
     status = {r["external_id"]: (r["status"], r["error"]) for r in result["items"]}
     assert status["good-1"] == ("stored", None) and status["good-2"] == ("stored", None)
     for key, message in EXPECTED.items():
         assert status[key][0] == "failed" and message in status[key][1], (key, status[key])
+    assert status["video-with-text"][0] == "failed"
     assert "a video item carries no text" in status["video-with-text"][1]
-    assert all(p.poll() is None for p in workers)
+    assert len(status) == len(items)
+    assert all_alive(workers)

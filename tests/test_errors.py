@@ -88,6 +88,8 @@ def test_an_invalid_item_is_refused_before_anything_is_written(offline_client: C
         offline_client.ingest([{"text": "fine"}, {"image_pth": "x.jpg"}], collection="c")
     with pytest.raises(BadRequest, match="nothing to ingest"):
         offline_client.ingest([], collection="c")
+    with pytest.raises(BadRequest, match="invalid ingest: collection: String should match"):
+        offline_client.ingest([{"text": "fine"}], collection="bad name; DROP TABLE items")
 
 
 def test_an_invalid_search_is_refused_before_it_is_sent(offline_client: Client) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -135,28 +137,53 @@ def test_output_is_unit_float32(rng: np.random.Generator, method: FusionName) ->
 
 
 @pytest.mark.parametrize(
-    ("vectors", "kwargs"),
+    ("vectors", "kwargs", "message"),
     [
-        ({"image": np.ones(8), "text": np.ones(16)}, {}),  # mismatched dims for sum
-        ({"image": np.ones(8), "text": np.ones(16)}, {"method": "attention"}),
-        ({"image": np.ones((2, 8)), "text": np.ones((3, 8))}, {"method": "concat"}),
-        ({"image": np.ones((1, 8)), "text": np.ones(8)}, {}),  # (n, d) mixed with (d,)
-        ({"image": np.ones(8), "text": np.ones(8)}, {"weights": {"image": -1, "text": 2}}),
-        ({"image": np.ones(8), "text": np.ones(8)}, {"weights": {"image": 0, "text": 0}}),
-        ({"image": np.ones(8), "text": np.ones(8)}, {"weights": {"image": 1, "audio": 1}}),
-        ({"image": np.ones(8), "text": np.ones(8)}, {"weights": {"image": 1}}),  # missing text
-        ({"image": np.ones(8), "text": np.ones(8)}, {"method": "mean"}),
-        ({"image": np.ones(8), "text": np.full(8, np.nan)}, {}),
-        ({"image": np.ones(8), "text": np.full(8, np.inf)}, {"method": "concat"}),
-        ({"image": np.ones(8), "text": np.zeros(8)}, {}),  # no direction to normalise
-        ({"image": np.ones(8), "text": -np.ones(8)}, {}),  # the sum cancels out
-        ({"image": np.ones(8), "text": np.ones(8)}, {"method": "attention", "temperature": 0}),
-        ({}, {}),
-        ({"image": np.ones((2, 2, 8))}, {}),
+        # mismatched dims for sum and attention
+        ({"image": np.ones(8), "text": np.ones(16)}, {}, "need one dimension"),
+        ({"image": np.ones(8), "text": np.ones(16)}, {"method": "attention"}, "one dimension"),
+        ({"image": np.ones((2, 8)), "text": np.ones((3, 8))}, {"method": "concat"}, "on rows"),
+        ({"image": np.ones((1, 8)), "text": np.ones(8)}, {}, "on rows"),  # (n, d) with (d,)
+        (
+            {"image": np.ones(8), "text": np.ones(8)},
+            {"weights": {"image": -1, "text": 2}},
+            "finite and >= 0",
+        ),
+        ({"image": np.ones(8), "text": np.ones(8)}, {"weights": {"image": 0, "text": 0}}, "zero"),
+        (
+            {"image": np.ones(8), "text": np.ones(8)},
+            {"weights": {"image": 1, "audio": 1}},
+            r"weights name \['audio', 'image'\]",
+        ),
+        (  # missing text
+            {"image": np.ones(8), "text": np.ones(8)},
+            {"weights": {"image": 1}},
+            r"weights name \['image'\], modalities are \['image', 'text'\]",
+        ),
+        ({"image": np.ones(8), "text": np.ones(8)}, {"method": "mean"}, "unknown fusion 'mean'"),
+        ({"image": np.ones(8), "text": np.full(8, np.nan)}, {}, "'text' contains NaN or inf"),
+        (
+            {"image": np.ones(8), "text": np.full(8, np.inf)},
+            {"method": "concat"},
+            "'text' contains NaN or inf",
+        ),
+        # no direction to normalise
+        ({"image": np.ones(8), "text": np.zeros(8)}, {}, "'text' contains a zero vector"),
+        # the sum cancels out
+        ({"image": np.ones(8), "text": -np.ones(8)}, {}, "fused result contains a zero vector"),
+        (
+            {"image": np.ones(8), "text": np.ones(8)},
+            {"method": "attention", "temperature": 0},
+            "temperature must be > 0",
+        ),
+        ({}, {}, "nothing to fuse"),
+        ({"image": np.ones((2, 2, 8))}, {}, r"must have shape \(n, d\) or \(d,\)"),
     ],
 )
-def test_bad_input_raises_fusion_error(vectors: dict, kwargs: dict) -> None:
-    with pytest.raises(BadRequest):
+def test_bad_input_is_a_bad_request_saying_why(
+    vectors: dict[str, np.ndarray], kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(BadRequest, match=message):
         fuse(vectors, **kwargs)
 
 
@@ -164,7 +191,7 @@ def test_fused_dim() -> None:
     assert fused_dim("concat", 384) == 768
     assert fused_dim("concat", 384, 3) == 1152
     assert fused_dim("sum", 384, 3) == fused_dim("attention", 384) == 384
-    with pytest.raises(BadRequest):
+    with pytest.raises(BadRequest, match="unknown fusion 'mean'"):
         fused_dim("mean", 384)  # type: ignore[arg-type]
 
 
@@ -217,10 +244,10 @@ def test_expand_single_shared_space_is_unit_vector(
 
 def test_expand_single_rejects_bad_arguments(rng: np.random.Generator) -> None:
     a = rand_unit(rng, 8)
-    with pytest.raises(BadRequest):
+    with pytest.raises(BadRequest, match="2 weights given for 3 modalities"):
         expand_single(a, "concat", 3, weights={"image": 1, "text": 1})
-    with pytest.raises(BadRequest):
+    with pytest.raises(BadRequest, match="nothing to fuse"):
         expand_single(a, "concat", 0)
-    with pytest.raises(BadRequest):
+    with pytest.raises(BadRequest, match="unknown fusion 'mean'"):
         expand_single(a, "mean")  # type: ignore[arg-type]
     assert expand_single(a, "concat", 3).shape == (24,)

@@ -185,8 +185,9 @@ def test_limits_must_be_positive(monkeypatch: pytest.MonkeyPatch, name: str, val
 )
 def test_other_bad_values_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         Settings()
+    assert [e["loc"] for e in info.value.errors()] == [(name.removeprefix("MMQ_").lower(),)]
 
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda"])
@@ -235,3 +236,37 @@ def test_every_task_is_time_limited_and_outlived_by_the_visibility_timeout() -> 
     assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
     assert config["worker_prefetch_multiplier"] == 1
     assert config["accept_content"] == ["json"]
+
+
+def test_a_password_and_tls_options_in_the_urls_reach_celery(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import ssl
+
+    from mmq.client import Client
+
+    ca = tmp_path / "ca.pem"
+    broker = f"rediss://:s3cret@127.0.0.1:6390/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    backend = broker.replace("/0?", "/1?")
+    monkeypatch.setenv("MMQ_BROKER_URL", broker)
+    monkeypatch.setenv("MMQ_RESULT_BACKEND", backend)
+    monkeypatch.setenv("MMQ_DATABASE_URL", PG)
+    client = Client(Settings())  # connects to nothing until a job is sent
+    try:
+        # Configured URLs are used as given: no embedded server, nothing stripped.
+        assert (client.urls.broker_url, client.urls.result_backend) == (broker, backend)
+        assert client.app.conf.broker_url == broker
+        assert client.app.conf.result_backend == backend
+        # The broker connection Celery will open (kombu parses the URL; no connect yet).
+        conn = client.app.connection_for_write()
+        assert (conn.transport_cls, conn.hostname, conn.port) == ("rediss", "127.0.0.1", 6390)
+        assert conn.password == "s3cret"
+        assert conn.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca)}
+        assert "s3cret" not in conn.as_uri()  # what Celery's banner and logs show
+        # The result backend's connection parameters (built lazily, no connect).
+        params = client.app.backend.connparams
+        assert (params["password"], params["db"]) == ("s3cret", 1)
+        assert params["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+        assert params["ssl_ca_certs"] == str(ca)
+    finally:
+        client.close()

@@ -51,5 +51,7 @@ def test_sum_collection_and_per_query_fusion() -> None:
         {"image": img, "text": txt}, collection_fusion="sum", method="attention"
     )
     assert scale == 1.0 and query.shape == (32,)
+    # attention over two modalities is their prior-weighted (here: equal) sum
+    assert np.allclose(query, (img + txt) / np.linalg.norm(img + txt), atol=1e-6)
     with pytest.raises(BadRequest, match="concat-fused query needs"):
         query_vector({"image": img, "text": txt}, collection_fusion="sum", method="concat")

@@ -46,7 +46,10 @@ def test_each_video_gets_a_chunk_of_its_own() -> None:
 def test_search_options_for_videos() -> None:
     request = SearchRequest(collection="c", text="a goal")
     assert "video" in request.targets and request.segments == "best"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         SearchRequest(collection="c", text="x", segments="some")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError):
+    assert [e["loc"] for e in info.value.errors()] == [("segments",)]
+    with pytest.raises(ValidationError) as info:
         SearchRequest(collection="c", text="x", min_score=2.0)
+    assert [e["loc"] for e in info.value.errors()] == [("min_score",)]
+    assert SearchRequest(collection="c", text="x", min_score=-1.0).min_score == -1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -62,3 +63,40 @@ def rgba_png() -> bytes:
     image = Image.new("RGBA", (4, 2), (255, 0, 0, 0))  # fully transparent red
     image.putpixel((0, 0), (0, 0, 255, 255))  # one opaque blue pixel
     return encode(image, "PNG")
+
+
+def la_png() -> bytes:
+    """4x2 greyscale with alpha: one opaque black pixel at (0, 0), the rest transparent."""
+    image = Image.new("LA", (4, 2), (0, 0))
+    image.putpixel((0, 0), (0, 255))
+    return encode(image, "PNG")
+
+
+def solid(colour: tuple[int, int, int], size: tuple[int, int], fmt: str) -> bytes:
+    """One colour, encoded in `fmt`: a valid image of any size, cheap to make."""
+    return encode(Image.new("RGB", size, colour), fmt)
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A 40x20 JPEG whose EXIF orientation (6) says: rotate 90 degrees clockwise to show."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(Image.new("RGB", (40, 20), (200, 30, 30)), "JPEG", exif=exif)
+
+
+def sixteen_bit_png() -> bytes:
+    return encode(Image.new("I;16", (32, 16), 40000), "PNG")
+
+
+def animated(fmt: str) -> bytes:
+    """Two 16x8 frames, red then blue, as an animated GIF or WebP."""
+    frames = [Image.new("RGB", (16, 8), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100)
+
+
+def jpeg_with_zip_appended() -> bytes:
+    """A valid JPEG followed by a ZIP archive: both readers accept the same bytes."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("payload.sh", "echo pwned\n")
+    return encode(noise(32, 32), "JPEG") + archive.getvalue()

@@ -1,6 +1,7 @@
 """A TLS terminator on 127.0.0.1 in front of a plain TCP server, as stunnel or a cloud
 Redis endpoint would be: clients speak TLS to it, it speaks plain TCP to the server.
-(The bundled Valkey is built without TLS.)"""
+(The bundled Valkey is built without TLS.) `connections` counts the TLS connections it
+accepted, so a test can tell that traffic went through it."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class TlsProxy:
         self.context.load_cert_chain(cert, key)
         self.loop = asyncio.new_event_loop()
         self.port = 0
+        self.connections = 0
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
 
@@ -60,6 +62,7 @@ class TlsProxy:
         return self.port
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1  # the TLS handshake is done: a client trusted the certificate
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         await asyncio.gather(
             _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
