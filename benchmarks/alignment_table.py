@@ -8,8 +8,9 @@ held-out images; i2t: each image ranks its captions). Extra pairs (ImageNet-samp
 prompts, mirrored images) are only ever added to the training side.
 
 Half the images are held out by default: recall@5 among 250 images estimates recall@10
-among all 500 (docs/models.md compares the two for ConSE). The first rows early-stop on the held-out images, which flatters them a
-little; the "fixed steps" rows train without looking at them, as the shipped head must.
+among all 500 (docs/models.md compares the two for ConSE). The first rows early-stop on
+the held-out images, which flatters them a little; the "fixed steps" rows train without
+looking at them, as the shipped head must.
 """
 
 from __future__ import annotations

@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+import redis
 from celery import Celery
 from celery import states as celery_states
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError as KombuOperationalError
 from pydantic import ValidationError
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK, SEARCH_QUEUE, SEARCH_TASK, make_celery
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
-from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, describe
+from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, describe
 from mmq.jobs import records
 from mmq.schemas import (
     ALL_KINDS,
@@ -52,9 +54,15 @@ class _JobTables:
     @contextmanager
     def conn(self) -> Iterator[psycopg.Connection]:
         with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self.url, autocommit=True)
-            yield self._conn
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self.url, autocommit=True)
+                yield self._conn
+            except psycopg.errors.UndefinedTable:
+                raise Unavailable("the database has no mmq schema: run `mmq db upgrade`") from None
+            except psycopg.OperationalError as exc:
+                reason = str(exc).strip().splitlines()[0]
+                raise Unavailable(f"cannot reach PostgreSQL: {reason}") from exc
 
     def close(self) -> None:
         if self._conn is not None:
@@ -101,10 +109,12 @@ class SearchJob:
     def status(self) -> JobStatus:
         """queued / running / done / failed; a failed search has its error and error kind."""
         r = AsyncResult(self.id, app=self.app)
+        with _redis_reached():
+            celery_state = r.state
         state: JobState = (
-            "failed" if r.state in celery_states.PROPAGATE_STATES
-            else "done" if r.state in celery_states.READY_STATES
-            else "running" if r.state in _TAKEN
+            "failed" if celery_state in celery_states.PROPAGATE_STATES
+            else "done" if celery_state in celery_states.READY_STATES
+            else "running" if celery_state in _TAKEN
             else "queued"
         )  # fmt: skip
         error = _as_mmq_error(r.result) if state == "failed" else None
@@ -123,7 +133,8 @@ class SearchJob:
         Past `timeout`, JobTimeout (the search may still run)."""
         r = AsyncResult(self.id, app=self.app)
         try:
-            return SearchResult.model_validate(r.get(timeout=timeout))
+            with _redis_reached():
+                return SearchResult.model_validate(r.get(timeout=timeout))
         except CeleryTimeout:
             raise JobTimeout(f"search {self.id} did not end in {timeout}s") from None
         except Exception as exc:
@@ -133,6 +144,25 @@ class SearchJob:
 
 
 Job = IngestJob | SearchJob
+
+
+@contextmanager
+def _redis_reached(then: str = "") -> Iterator[None]:
+    """Celery's, kombu's and redis-py's ways of saying the broker or the result backend
+    cannot be reached, as one Unavailable (`then`: what became of the work meanwhile)."""
+    try:
+        yield
+    except (KombuOperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Unavailable(_unreachable(exc, then)) from exc
+    except RuntimeError as exc:  # Celery's result backend, once its reconnects ran out
+        if "reconnect" not in str(exc):
+            raise
+        raise Unavailable(_unreachable("no answer after every reconnect", then)) from exc
+
+
+def _unreachable(reason: object, then: str) -> str:
+    reason = " ".join(str(reason).split())
+    return f"cannot reach the broker or result backend: {reason}" + (f"; {then}" if then else "")
 
 
 def _as_mmq_error(exc: object) -> MmqError:
@@ -197,16 +227,18 @@ class Client:
         # down now, or losing it later) is sent again by the reconciler.
         with self.tables.conn() as conn, conn.transaction():
             records.create_job(conn, job_id=job_id, collection=collection, tasks=tasks)
-        for task in tasks:
-            # The job's state and results live in PostgreSQL (Job reads them there): a Celery
-            # result per message would be a Redis write per task that nobody reads.
-            self.app.send_task(
-                INGEST_TASK,
-                args=[{"task_id": task.id}],
-                queue=INGEST_QUEUE,
-                task_id=task.id,
-                ignore_result=True,
-            )
+        recorded = f"ingest job {job_id} is recorded; workers send its tasks again once it is back"
+        with _redis_reached(recorded):
+            for task in tasks:
+                # The job's state and results live in PostgreSQL (IngestJob reads them there):
+                # a Celery result per message would be a Redis write per task nobody reads.
+                self.app.send_task(
+                    INGEST_TASK,
+                    args=[{"task_id": task.id}],
+                    queue=INGEST_QUEUE,
+                    task_id=task.id,
+                    ignore_result=True,
+                )
         return IngestJob(job_id, self.tables)
 
     def search(
@@ -245,9 +277,10 @@ class Client:
             )
         except ValidationError as exc:
             raise BadRequest(f"invalid search: {describe_errors(exc, 'search')}") from None
-        sent = self.app.send_task(
-            SEARCH_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
-        )
+        with _redis_reached():
+            sent = self.app.send_task(
+                SEARCH_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
+            )
         return SearchJob(str(sent.id), self.app)
 
     def job(self, job_id: str) -> Job:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skimage import data
 from transformers import CLIPModel, CLIPProcessor
 
 from mmq.encoders import get_encoder
 from mmq.encoders.base import Encoder
 from mmq.errors import BadRequest, NotFound
+from mmq.samples import photo
 from tests.support.clip import build_tiny_clip
 
 TEXTS = [
@@ -36,16 +36,18 @@ def encoder(folder: Path) -> Encoder:
 
 @pytest.fixture(scope="module")
 def photos() -> list[Image.Image]:
-    rgb = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
-    return [*rgb, Image.fromarray(data.astronaut()), Image.fromarray(data.camera())]
+    return [photo("chelsea"), photo("coffee"), photo("astronaut"), photo("camera")]
 
 
 def _reference(folder: Path) -> tuple[CLIPModel, CLIPProcessor]:
     return CLIPModel.from_pretrained(folder).eval(), CLIPProcessor.from_pretrained(folder)
 
 
-def _unit(x: torch.Tensor | object) -> np.ndarray:
-    tensor = x if isinstance(x, torch.Tensor) else x.pooler_output  # type: ignore[attr-defined]
+def _unit(x: object) -> np.ndarray:
+    """Unit rows of a features tensor (or of the output object newer transformers return,
+    which carries it as `pooler_output`)."""
+    tensor = x if isinstance(x, torch.Tensor) else getattr(x, "pooler_output", None)
+    assert isinstance(tensor, torch.Tensor), type(x)
     arr = tensor.float().numpy()
     return arr / np.linalg.norm(arr, axis=1, keepdims=True)
 

@@ -74,7 +74,9 @@ def test_a_failed_call_raises_for_its_leader_and_gives_the_others_the_fallback()
     assert coalescer.submit("k9") == "K9"
 
 
-def test_a_waiting_thread_that_is_interrupted_leaves_without_blocking_the_others() -> None:
+def test_a_waiting_thread_that_is_interrupted_leaves_without_blocking_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     run = Recorder()
     coalescer = Coalescer(run, max_keys=2, max_wait_s=0.3, fallback="alone")
     leader = ThreadPoolExecutor(1).submit(coalescer.submit, "first")
@@ -86,13 +88,10 @@ def test_a_waiting_thread_that_is_interrupted_leaves_without_blocking_the_others
     def interrupted_wait(*args: object, **kwargs: object) -> bool:
         raise Interrupt
 
-    original = coalescer._cond.wait_for
-    coalescer._cond.wait_for = interrupted_wait  # type: ignore[method-assign]
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(coalescer._cond, "wait_for", interrupted_wait)
         with pytest.raises(Interrupt):
             coalescer.submit("second")
-    finally:
-        coalescer._cond.wait_for = original  # type: ignore[method-assign]
     assert leader.result(timeout=2) == "FIRST"
     assert run.calls == [["first"]]  # "second" left before any call took it
     assert coalescer.submit("third") == "THIRD"  # and nobody holds the lead
@@ -100,5 +99,10 @@ def test_a_waiting_thread_that_is_interrupted_leaves_without_blocking_the_others
 
 @pytest.mark.parametrize("max_keys", [1, 2])
 def test_max_keys_one_or_two(max_keys: int) -> None:
-    coalescer = Coalescer(Recorder(), max_keys=max_keys, max_wait_s=0.01, fallback="alone")
+    run = Recorder()
+    coalescer = Coalescer(run, max_keys=max_keys, max_wait_s=0.01, fallback="alone")
     assert submit_all(coalescer, ["a", "b", "c"]) == ["A", "B", "C"]
+    assert all(1 <= len(c) <= max_keys for c in run.calls), run.calls
+    assert sorted(k for c in run.calls for k in c) == ["a", "b", "c"]  # each key in one call
+    assert len(run.calls) >= -(-3 // max_keys)  # 3 calls of one key, or at least 2 of two
+    assert (coalescer.calls, coalescer.keys) == (len(run.calls), 3)

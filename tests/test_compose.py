@@ -52,7 +52,7 @@ def test_substitute_defaults() -> None:
 
 
 def test_five_services(services: dict[str, Any]) -> None:
-    assert SERVICES <= set(services)
+    assert set(services) == SERVICES
 
 
 def test_redis_is_durable(services: dict[str, Any]) -> None:
@@ -62,6 +62,20 @@ def test_redis_is_durable(services: dict[str, Any]) -> None:
     assert argv[argv.index("--requirepass") + 1]  # and the workers' URLs carry it:
     assert services["search-worker"]["environment"]["MMQ_BROKER_URL"].startswith("redis://:")
     assert redis["volumes"] and "healthcheck" in redis
+
+
+def test_every_redis_url_carries_the_servers_password(services: dict[str, Any]) -> None:
+    from urllib.parse import urlsplit
+
+    argv = as_argv(services["redis"]["command"])
+    requirepass = argv[argv.index("--requirepass") + 1]
+    assert requirepass.startswith("${REDIS_PASSWORD")  # set once, by the deployer
+    for name in ["migrate", *WORKERS]:
+        for key in ("MMQ_BROKER_URL", "MMQ_RESULT_BACKEND"):
+            raw = services[name]["environment"][key]
+            assert "${REDIS_PASSWORD" in raw, (name, key)  # the same variable as the server's
+            password = urlsplit(substitute_defaults(raw)).password
+            assert password == substitute_defaults(requirepass), (name, key)
 
 
 def test_postgres_has_pgvector(services: dict[str, Any]) -> None:
@@ -86,16 +100,25 @@ def test_workers_serve_the_same_model(services: dict[str, Any]) -> None:
     assert mmq_env(services["search-worker"])["MMQ_DEVICE"] == "cpu"
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
+@pytest.mark.parametrize("name", ["migrate", *WORKERS])
 def test_mmq_env_keys_are_settings_fields(services: dict[str, Any], name: str) -> None:
-    for key in mmq_env(services[name]):
+    env = mmq_env(services[name])
+    assert env, f"{name} sets no MMQ_* variables"
+    for key in env:
         assert key.removeprefix("MMQ_").lower() in Settings.model_fields, key
+
+
+@pytest.mark.parametrize("name", ["redis", "postgres"])
+def test_servers_get_no_mmq_settings(services: dict[str, Any], name: str) -> None:
+    assert mmq_env(services[name]) == {}
 
 
 @pytest.mark.parametrize("name", ["migrate", *WORKERS])
 def test_mmq_env_values_validate(services: dict[str, Any], name: str) -> None:
     env = mmq_env(services[name])
-    settings = Settings(**{k.removeprefix("MMQ_").lower(): v for k, v in env.items()})
+    # Strings, as the environment gives them: Settings parses and validates each one.
+    fields: dict[str, Any] = {k.removeprefix("MMQ_").lower(): v for k, v in env.items()}
+    settings = Settings(**fields)
     assert settings.broker_url and settings.broker_url.startswith("redis://:mmq@redis:6379/")
     assert settings.result_backend and settings.result_backend.startswith(
         "redis://:mmq@redis:6379/"

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
+import collections
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from mmq.client import Client, SearchJob
 from mmq.errors import BadRequest, NotFound
 from mmq.samples import PHOTOS
 from mmq.schemas import IngestItem
+from tests.support.names import fresh
+from tests.support.procs import Procs
+
+if TYPE_CHECKING:
+    from mmq.encoders import Encoder
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(client, workers, photos):  # type: ignore[no-untyped-def]
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
+def demo(client: Client, workers: Procs, photos: dict[str, Path]) -> str:
+    name = fresh("e2e")
     items = [
         IngestItem(
             image_path=str(p),
@@ -33,32 +41,36 @@ def demo(client, workers, photos):  # type: ignore[no-untyped-def]
 SPACE = {"astronaut", "rocket", "moon", "hubble_deep_field"}
 
 
-def ids(job) -> list[str]:  # type: ignore[no-untyped-def]
+def ids(job: SearchJob) -> list[str | None]:
     return [h.external_id for h in job.result(timeout=60).hits]
 
 
-def test_text_to_image_finds_the_cat_first(client, demo) -> None:  # type: ignore[no-untyped-def]
+def test_text_to_image_finds_the_cat_first(client: Client, demo: str) -> None:
     result = client.search(collection=demo, text="a cat", targets=["image"], k=5).result(60)
     assert result.hits[0].external_id == "chelsea"
     assert all(h.kind == "image" for h in result.hits)
     scores = [h.score for h in result.hits]
     assert scores == sorted(scores, reverse=True)
-    assert result.hits[0].uri.endswith("chelsea.png")
+    assert (result.hits[0].uri or "").endswith("chelsea.png")
     assert result.hits[0].metadata["caption"] == PHOTOS["chelsea"]
 
 
-def test_image_to_image_finds_itself(client, demo, photos) -> None:  # type: ignore[no-untyped-def]
+def test_image_to_image_finds_itself(client: Client, demo: str, photos: dict[str, Path]) -> None:
     result = client.search(collection=demo, image=photos["coffee"], targets=["image"]).result(60)
     assert result.hits[0].external_id == "coffee"
     assert result.hits[0].score == pytest.approx(1.0, abs=1e-3)
 
 
-def test_image_to_text_finds_its_caption(client, demo, photos) -> None:  # type: ignore[no-untyped-def]
+def test_image_to_text_finds_its_caption(
+    client: Client, demo: str, photos: dict[str, Path]
+) -> None:
     found = ids(client.search(collection=demo, image=photos["chelsea"], targets=["text"], k=3))
     assert found[0] == "caption:chelsea"
 
 
-def test_composed_query_ranks_both_parts(client, demo, photos) -> None:  # type: ignore[no-untyped-def]
+def test_composed_query_ranks_both_parts(
+    client: Client, demo: str, photos: dict[str, Path]
+) -> None:
     job = client.search(
         collection=demo,
         image=photos["chelsea"],
@@ -70,14 +82,18 @@ def test_composed_query_ranks_both_parts(client, demo, photos) -> None:  # type:
     assert set(ids(job)) == {"chelsea", "coffee"}
 
 
-def test_vector_query_and_targets_both(client, demo, encoder) -> None:  # type: ignore[no-untyped-def]
-    vector = encoder.encode_texts(["a tabby cat"])[0].tolist()
-    hits = client.search(collection=demo, vector=vector, k=4).result(60).hits
-    assert {h.kind for h in hits} <= {"image", "text"}
-    assert "caption:chelsea" in [h.external_id for h in hits]
+def test_vector_query_and_targets_both(client: Client, demo: str, encoder: Encoder) -> None:
+    # A raw vector (the encoding of chelsea's stored caption), default targets: every
+    # image and every caption comes back, the caption itself first, at cosine 1.
+    vector = encoder.encode_texts([PHOTOS["chelsea"]])[0].tolist()
+    hits = client.search(collection=demo, vector=vector, k=2 * len(PHOTOS)).result(60).hits
+    assert collections.Counter(h.kind for h in hits) == {"image": len(PHOTOS), "text": len(PHOTOS)}
+    assert hits[0].external_id == "caption:chelsea"
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-def test_metadata_filter_is_containment(client, demo) -> None:  # type: ignore[no-untyped-def]
+def test_metadata_filter_is_containment(client: Client, demo: str) -> None:
     hits = (
         client.search(
             collection=demo, text="a cat", targets=["image"], filter={"group": "space"}, k=10
@@ -88,7 +104,7 @@ def test_metadata_filter_is_containment(client, demo) -> None:  # type: ignore[n
     assert {h.external_id for h in hits} == SPACE
 
 
-def test_unknown_collection_fails_the_job_clearly(client, workers) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_collection_fails_the_job_clearly(client: Client, workers: Procs) -> None:
     job = client.search(collection="no-such-collection", text="a cat")
     with pytest.raises(NotFound, match="unknown collection 'no-such-collection'"):
         job.result(timeout=60)
@@ -97,12 +113,12 @@ def test_unknown_collection_fails_the_job_clearly(client, workers) -> None:  # t
     assert status.error_kind == "not_found"
 
 
-def test_wrong_dimension_vector_fails_the_job(client, demo) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_dimension_vector_fails_the_job(client: Client, demo: str) -> None:
     with pytest.raises(BadRequest, match="dimension 3.*expects 384"):
         client.search(collection=demo, vector=[0.1, 0.2, 0.3]).result(timeout=60)
 
 
-def test_search_job_status_is_done_after_result(client, demo) -> None:  # type: ignore[no-untyped-def]
+def test_search_job_status_is_done_after_result(client: Client, demo: str) -> None:
     job = client.search(collection=demo, text="a rocket")
     job.result(timeout=60)
     assert job.status().state == "done"

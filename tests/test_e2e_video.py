@@ -3,28 +3,40 @@ moments, mixed collections, segment listing, idempotent re-ingest."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from mmq.client import Client
+from mmq.config import Settings
 from mmq.samples import Shot, write_demo_video
-from mmq.schemas import IngestItem, IngestResult
+from mmq.schemas import Hit, IngestItem, IngestResult
+from tests.support.names import fresh
+from tests.support.procs import Procs
 
 pytestmark = pytest.mark.slow
 
 SAMPLE_INTERVAL_S = 1.0  # the default MMQ_VIDEO_SAMPLE_FPS
+# docs/videos.md: the assembled demo video's true cuts, and where `lite` puts its boundaries
+TRUE_CUTS_S = [3.5, 7.7, 12.7, 16.5]
+BOUNDARY_ERRORS_S = [0.0, 0.2, 0.2, 0.0]
+DURATION_S = 21.0
 
 
 @pytest.fixture(scope="module")
-def assembled(photos, tmp_path_factory) -> tuple[Path, list[Shot]]:  # type: ignore[no-untyped-def]
+def assembled(
+    photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[Shot]]:
     path = tmp_path_factory.mktemp("video") / "photos.mp4"
     return path, write_demo_video(path, photos)
 
 
 @pytest.fixture(scope="module")
-def mixed(client, workers, photos, assembled) -> IngestResult:  # type: ignore[no-untyped-def]
+def mixed(
+    client: Client, workers: Procs, photos: dict[str, Path], assembled: tuple[Path, list[Shot]]
+) -> IngestResult:
     """A collection holding the video, two photos and a caption."""
     video, _ = assembled
     items = [
@@ -33,13 +45,14 @@ def mixed(client, workers, photos, assembled) -> IngestResult:  # type: ignore[n
         IngestItem(image_path=str(photos["coins"]), external_id="coins.png"),
         IngestItem(text="a tabby cat", external_id="caption"),
     ]
-    result = client.ingest(items, collection=f"video-{uuid.uuid4().hex[:8]}").result(timeout=300)
-    assert isinstance(result, IngestResult)
+    result = client.ingest(items, collection=fresh("video")).result(timeout=300)
     assert result.failed == 0, result.items
     return result
 
 
-def stored_segments(db_session, item_id: int) -> list[tuple[float, float, float]]:  # type: ignore[no-untyped-def]
+def stored_segments(db_session: Session, item_id: int | None) -> list[tuple[float, ...]]:
+    """(start_s, end_s, keyframe_s) of each stored segment of the item, in order."""
+    assert item_id is not None
     rows = db_session.execute(
         text(
             "SELECT start_s, end_s, keyframe_s FROM segments WHERE item_id = :id ORDER BY ordinal"
@@ -49,59 +62,99 @@ def stored_segments(db_session, item_id: int) -> list[tuple[float, float, float]
     return [tuple(r) for r in rows]
 
 
-def test_segment_boundaries_match_the_true_cuts(mixed, assembled, db_session) -> None:  # type: ignore[no-untyped-def]
+def moment(hit: Hit) -> tuple[float, float]:
+    """A video hit's (start_s, end_s)."""
+    assert hit.start_s is not None and hit.end_s is not None, hit
+    return hit.start_s, hit.end_s
+
+
+def assert_is_the_shot(hit: Hit, shot: Shot) -> None:
+    """The hit's moment is the shot, within half a sampling interval at each end, as
+    docs/videos.md promises for a cut (the shots' neighbours are 3.8 s and more away)."""
+    start, end = moment(hit)
+    assert abs(start - shot.start_s) <= SAMPLE_INTERVAL_S / 2, (hit, shot)
+    assert abs(end - shot.end_s) <= SAMPLE_INTERVAL_S / 2, (hit, shot)
+
+
+def test_segment_boundaries_match_the_true_cuts(
+    mixed: IngestResult,
+    assembled: tuple[Path, list[Shot]],
+    db_session: Session,
+    settings: Settings,
+) -> None:
+    assert settings.video_sample_fps == 1 / SAMPLE_INTERVAL_S, "the figures are for 1 fps"
     _, shots = assembled
+    assert [s.start_s for s in shots[1:]] == pytest.approx(TRUE_CUTS_S)
+    assert shots[-1].end_s == pytest.approx(DURATION_S)
     video = mixed.items[1]
-    assert video.duration_s == pytest.approx(shots[-1].end_s, abs=0.01)
+    assert video.duration_s == pytest.approx(DURATION_S, abs=0.01)
     segments = stored_segments(db_session, video.item_id)
     assert video.segments == len(segments) == len(shots)
+    assert segments[-1][1] == pytest.approx(DURATION_S, abs=0.01)
+    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))  # no gap
+    assert all(start <= keyframe <= end for start, end, keyframe in segments)
+    # Each segment's start against its shot's, the video's own start (0.0) included.
     errors = [abs(seg[0] - shot.start_s) for seg, shot in zip(segments, shots, strict=True)]
     print(f"\nsegment boundary errors (s): {[round(e, 2) for e in errors]}")
-    assert max(errors) <= SAMPLE_INTERVAL_S
-    assert segments[-1][1] == pytest.approx(shots[-1].end_s, abs=0.01)
+    assert errors[0] == 0.0
+    # docs/videos.md: 0.0 / 0.2 / 0.2 / 0.0 s at the true cuts. Each cut is the midpoint of
+    # the 1 fps samples around it (3.5, 7.5, 12.5, 16.5): within half a sampling interval.
+    assert errors[1:] == pytest.approx(BOUNDARY_ERRORS_S, abs=0.01)
+    assert max(errors) <= SAMPLE_INTERVAL_S / 2
 
 
 def chelsea_shot(shots: list[Shot]) -> Shot:
     return next(s for s in shots if s.photo == "chelsea")
 
 
-def test_a_cat_finds_the_video_and_the_cat_moment(client, mixed, assembled) -> None:  # type: ignore[no-untyped-def]
+def test_a_cat_finds_the_video_and_the_cat_moment(
+    client: Client, mixed: IngestResult, assembled: tuple[Path, list[Shot]]
+) -> None:
     cat = chelsea_shot(assembled[1])
     found = client.search(collection=mixed.collection, text="a cat", targets=["video"], k=5)
     hits = found.result(timeout=60).hits
     assert [h.kind for h in hits] == ["video"]
     hit = hits[0]
     assert hit.external_id == "photos.mp4" and hit.metadata == {"kind": "demo"}
-    assert abs(hit.start_s - cat.start_s) <= SAMPLE_INTERVAL_S
-    assert abs(hit.end_s - cat.end_s) <= SAMPLE_INTERVAL_S
-    assert hit.start_s <= hit.keyframe_s <= hit.end_s
-    assert hit.duration_s == pytest.approx(assembled[1][-1].end_s, abs=0.01)
+    assert_is_the_shot(hit, cat)
+    start, end = moment(hit)
+    assert hit.keyframe_s is not None and start <= hit.keyframe_s <= end
+    assert hit.duration_s == pytest.approx(DURATION_S, abs=0.01)
 
 
-def test_the_cat_photo_finds_the_same_moment(client, mixed, assembled, photos) -> None:  # type: ignore[no-untyped-def]
+def test_the_cat_photo_finds_the_same_moment(
+    client: Client,
+    mixed: IngestResult,
+    assembled: tuple[Path, list[Shot]],
+    photos: dict[str, Path],
+) -> None:
     cat = chelsea_shot(assembled[1])
     hit = (
         client.search(collection=mixed.collection, image=photos["chelsea"], targets=["video"], k=1)
         .result(timeout=60)
         .hits[0]
     )
-    assert abs(hit.start_s - cat.start_s) <= SAMPLE_INTERVAL_S
-    assert abs(hit.end_s - cat.end_s) <= SAMPLE_INTERVAL_S
+    assert_is_the_shot(hit, cat)
     assert hit.score > 0.8  # the frames are that very photo
 
 
-def test_one_query_ranks_videos_images_and_texts_together(client, mixed) -> None:  # type: ignore[no-untyped-def]
+def test_one_query_ranks_videos_images_and_texts_together(
+    client: Client, mixed: IngestResult
+) -> None:
     hits = client.search(collection=mixed.collection, text="a cat", k=10).result(60).hits
-    assert {h.kind for h in hits} == {"image", "video", "text"}
+    assert sorted(h.kind for h in hits) == ["image", "image", "text", "video"]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert {h.external_id for h in hits[:3]} == {"chelsea.png", "photos.mp4", "caption"}
+    assert hits[3].external_id == "coins.png"
     images_only = client.search(collection=mixed.collection, text="a cat", targets=["image"])
-    assert {h.kind for h in images_only.result(60).hits} == {"image"}
+    assert [h.external_id for h in images_only.result(60).hits] == ["chelsea.png", "coins.png"]
     filtered = client.search(collection=mixed.collection, text="a cat", filter={"kind": "demo"})
     assert [h.external_id for h in filtered.result(60).hits] == ["photos.mp4"]
 
 
-def test_all_segments_lists_each_scored_moment(client, mixed, assembled) -> None:  # type: ignore[no-untyped-def]
+def test_all_segments_lists_each_scored_moment(
+    client: Client, mixed: IngestResult, assembled: tuple[Path, list[Shot]]
+) -> None:
     shots = assembled[1]
     hit = (
         client.search(collection=mixed.collection, text="a cat", targets=["video"], segments="all")
@@ -125,17 +178,25 @@ def test_all_segments_lists_each_scored_moment(client, mixed, assembled) -> None
         .hits[0]
     )
     assert strict.segments is not None and len(strict.segments) == 1
+    assert strict.segments[0] == hit.segments[0]
 
 
-def test_reingesting_a_video_replaces_it(client, mixed, assembled, db_session) -> None:  # type: ignore[no-untyped-def]
+def test_reingesting_a_video_replaces_it(
+    client: Client,
+    mixed: IngestResult,
+    assembled: tuple[Path, list[Shot]],
+    db_session: Session,
+) -> None:
     video, shots = assembled
     first = mixed.items[1]
+    before = [seg[:2] for seg in stored_segments(db_session, first.item_id)]
     again = client.ingest(
         [IngestItem(video_bytes=video.read_bytes(), external_id="photos.mp4")],
         collection=mixed.collection,
     ).result(timeout=300)
     assert again.items[0].status == "stored" and again.items[0].item_id == first.item_id
-    assert len(stored_segments(db_session, first.item_id)) == len(shots)
+    after = [seg[:2] for seg in stored_segments(db_session, first.item_id)]
+    assert after == before and len(before) == len(shots)  # replaced, not added to
     count = db_session.scalar(
         text(
             "SELECT count(*) FROM items i JOIN collections c ON c.id = i.collection_id "
@@ -146,7 +207,7 @@ def test_reingesting_a_video_replaces_it(client, mixed, assembled, db_session) -
     assert count == 1
 
 
-def test_the_segment_query_uses_the_hnsw_index(mixed, db_session) -> None:  # type: ignore[no-untyped-def]
+def test_the_segment_query_uses_the_hnsw_index(mixed: IngestResult, db_session: Session) -> None:
     from mmq.store import repository
     from mmq.store.segments import segment_search_sql
 
@@ -161,35 +222,40 @@ def test_the_segment_query_uses_the_hnsw_index(mixed, db_session) -> None:  # ty
     db_session.rollback()
 
 
-def test_a_video_reingested_as_an_image_loses_its_segments(client, workers, photos) -> None:  # type: ignore[no-untyped-def]
+def test_a_video_reingested_as_an_image_loses_its_segments(
+    client: Client, workers: Procs, photos: dict[str, Path], db_session: Session
+) -> None:
     from tests.support.videos import video_bytes
 
-    name = f"video-kind-{uuid.uuid4().hex[:8]}"
+    name = fresh("video-kind")
     video = IngestItem(video_bytes=video_bytes(seconds=2), external_id="x")
-    assert client.ingest([video], collection=name).result(120).items[0].status == "stored"
+    as_video = client.ingest([video], collection=name).result(120).items[0]
+    assert as_video.status == "stored" and stored_segments(db_session, as_video.item_id)
     image = IngestItem(image_path=str(photos["coins"]), external_id="x")
-    assert client.ingest([image], collection=name).result(120).items[0].status == "stored"
+    as_image = client.ingest([image], collection=name).result(120).items[0]
+    assert as_image.status == "stored" and as_image.item_id == as_video.item_id
+    assert stored_segments(db_session, as_image.item_id) == []
     hits = client.search(collection=name, text="coins", k=5).result(60).hits
     assert [(h.external_id, h.kind) for h in hits] == [("x", "image")]
 
 
-def test_videos_in_a_concat_collection(client, workers, assembled) -> None:  # type: ignore[no-untyped-def]
+def test_videos_in_a_concat_collection(
+    client: Client, workers: Procs, assembled: tuple[Path, list[Shot]]
+) -> None:
     # Frames fill both slots of a concat vector, like any single-modality item.
     video, shots = assembled
-    name = f"video-concat-{uuid.uuid4().hex[:8]}"
+    name = fresh("video-concat")
     item = IngestItem(video_path=str(video), external_id="photos.mp4")
     stored = client.ingest([item], collection=name, fusion="concat").result(300)
     assert stored.items[0].segments == len(shots)
     hit = client.search(collection=name, text="a cat", targets=["video"]).result(60).hits[0]
-    cat = chelsea_shot(shots)
-    assert abs(hit.start_s - cat.start_s) <= SAMPLE_INTERVAL_S
-    assert abs(hit.end_s - cat.end_s) <= SAMPLE_INTERVAL_S
+    assert_is_the_shot(hit, chelsea_shot(shots))
 
 
-def test_the_same_video_without_an_id_is_stored_once(client, workers) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_video_without_an_id_is_stored_once(client: Client, workers: Procs) -> None:
     from tests.support.videos import video_bytes
 
-    name = f"video-hash-{uuid.uuid4().hex[:8]}"
+    name = fresh("video-hash")
     data = video_bytes(seconds=2)
     first = client.ingest([IngestItem(video_bytes=data)], collection=name).result(120).items[0]
     again = client.ingest([IngestItem(video_bytes=data)], collection=name).result(120).items[0]

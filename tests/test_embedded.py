@@ -14,6 +14,8 @@ import pytest
 
 from mmq.embedded import STATE_FILE, _pid_alive
 
+pytestmark = pytest.mark.slow  # each test starts (and stops) its own PostgreSQL and Valkey
+
 START = """
 import json, sys
 from pathlib import Path

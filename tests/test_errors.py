@@ -92,6 +92,13 @@ def test_an_invalid_item_is_refused_before_anything_is_written(offline_client: C
         offline_client.ingest([{"text": "fine"}], collection="bad name; DROP TABLE items")
 
 
+def test_a_database_that_cannot_be_reached_is_unavailable(offline_client: Client) -> None:
+    with pytest.raises(Unavailable, match="cannot reach PostgreSQL: .*127.0.0.1.*refused"):
+        offline_client.ingest([{"text": "fine"}], collection="c")
+    with pytest.raises(Unavailable, match="cannot reach PostgreSQL"):
+        offline_client.job("0a1b2c")
+
+
 def test_an_invalid_search_is_refused_before_it_is_sent(offline_client: Client) -> None:
     with pytest.raises(BadRequest, match="a search needs text, an image, or a vector"):
         offline_client.search(collection="c")
@@ -117,6 +124,12 @@ def test_an_invalid_search_is_refused_before_it_is_sent(offline_client: Client) 
             ["search", "--collection", "c", "--text", "x", "--filter", "[1]"],
             3,
             'mmq search: bad_request: --filter must be a JSON object, e.g. {"split": "dev"}',
+        ),
+        (
+            ["status", "0a1b2c"],
+            6,
+            'mmq status: unavailable: cannot reach PostgreSQL: connection failed: connection to '
+            'server at "127.0.0.1", port 1 failed: Connection refused',
         ),
         (
             ["search", "--collection", "c", "--text", "x", "--weights", "image:1"],

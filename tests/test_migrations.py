@@ -7,6 +7,8 @@ from sqlalchemy import create_engine, inspect, text
 
 from mmq.store.migrate import downgrade, upgrade
 
+pytestmark = pytest.mark.slow  # each test creates and drops a database on the session's server
+
 
 def state(url: str) -> tuple[set[str], bool]:
     engine = create_engine(url)

@@ -6,11 +6,13 @@ one); everywhere else they are skipped and the CPU tests check the same recipe.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TypedDict
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skimage import data
 from transformers import CLIPProcessor
 
 from mmq.encoders.clip import _recipe
@@ -18,15 +20,22 @@ from mmq.encoders.lite_conse import RECIPE
 from mmq.encoders.preprocess import Recipe, prepare
 from mmq.errors import InvalidInput
 from mmq.media import EncodedJpeg, as_image, decode_image
+from mmq.samples import photo
 from tests.support.clip import build_tiny_clip
 from tests.support.images import cmyk_jpeg, encode, noise
 
-LIMITS = {"max_bytes": 10 << 20, "max_pixels": 64_000_000}
+
+class Limits(TypedDict):  # decode_image's size limits, passed as keywords
+    max_bytes: int
+    max_pixels: int
+
+
+LIMITS = Limits(max_bytes=10 << 20, max_pixels=64_000_000)
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def photos() -> list[Image.Image]:
-    return [Image.fromarray(data.chelsea()), Image.fromarray(data.astronaut())]
+    return [photo("chelsea"), photo("astronaut")]
 
 
 def test_a_jpeg_can_be_kept_encoded_after_its_header_checks() -> None:
@@ -65,7 +74,7 @@ def test_the_recipe_resizes_the_shorter_side_crops_and_normalises() -> None:
     assert torch.allclose(batch[:, 1:], -torch.ones(2, 2, 32, 32), atol=1e-5)
 
 
-def test_clip_processors_recipe_matches_the_processor(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_clip_processors_recipe_matches_the_processor(tmp_path: Path) -> None:
     processor = CLIPProcessor.from_pretrained(build_tiny_clip(tmp_path))
     recipe = _recipe(processor)
     assert recipe is not None and recipe.side == 32 and recipe.crop == (32, 32)
@@ -112,7 +121,7 @@ def test_lite_on_the_gpu_agrees_with_the_cpu() -> None:
 
 
 @cuda
-def test_clip_on_the_gpu_prepares_there_and_agrees_with_the_cpu(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_clip_on_the_gpu_prepares_there_and_agrees_with_the_cpu(tmp_path: Path) -> None:
     from mmq.encoders import get_encoder
 
     folder = build_tiny_clip(tmp_path)

@@ -1,9 +1,13 @@
-"""Poison items: an item whose attempts never end (its worker is killed each time, or it
-runs past the soft time limit each time) is quarantined after MMQ_MAX_ITEM_ATTEMPTS with
-its last error; the other items of its task are stored, and the worker lives on.
+"""Poison items: an item whose attempts never end is quarantined after
+MMQ_MAX_ITEM_ATTEMPTS with its last error; the other items of its task are stored, and the
+worker lives on. Two kinds of never-ending attempt are tested:
 
-Each test runs its own prefork worker on its own broker, so that it can kill pool
-processes and set short limits without touching the session's workers.
+- the pool process running the item is SIGKILLed every time: prefork pool only (in the
+  threads pool the process that would be killed is the worker itself);
+- the item runs past the soft time limit every time: prefork and threads pools.
+
+Each test runs its own worker on its own broker, so that it can kill pool processes and set
+short limits without touching the session's workers.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -20,7 +25,7 @@ import pytest
 
 from mmq.broker import INGEST_QUEUE, INGEST_TASK
 from mmq.cli.spawn import wait_for_workers
-from mmq.client import Client
+from mmq.client import Client, IngestJob
 from mmq.config import Settings
 from mmq.embedded import Urls
 from mmq.jobs.records import psycopg_url
@@ -30,7 +35,9 @@ from tests.support.videos import video_bytes
 pytestmark = pytest.mark.slow
 
 
+@contextmanager
 def started(urls: Urls, work: Path, **settings: str) -> Iterator[tuple[Client, Worker]]:
+    """A worker with `settings` on a broker of its own, and a client of that broker."""
     broker = Broker(work / "broker")
     url = broker.start()
     own = Urls(f"{url}/0", f"{url}/1", urls.database_url)
@@ -53,6 +60,21 @@ def send_raw(client: Client, items: list[dict[str, object]]) -> str:
     return str(client.app.send_task(INGEST_TASK, args=[payload], queue=INGEST_QUEUE).id)
 
 
+def recorded(client: Client, job_id: str, timeout: float) -> IngestJob:
+    """A raw request's job, once the worker has recorded it under the message's id (until
+    then `client.job` sees no ingest job of that id)."""
+    deadline = time.monotonic() + timeout
+    while not isinstance(job := client.job(job_id), IngestJob):
+        assert time.monotonic() < deadline, f"job {job_id} was never recorded"
+        time.sleep(0.05)
+    return job
+
+
+def ended(client: Client, job_id: str) -> bool:
+    job = client.job(job_id)
+    return isinstance(job, IngestJob) and job.status().state == "done"
+
+
 def items_around(video: Path) -> list[dict[str, object]]:
     return [
         {"text": "first neighbour", "external_id": "a"},
@@ -62,12 +84,13 @@ def items_around(video: Path) -> list[dict[str, object]]:
     ]
 
 
-def test_an_item_that_kills_its_worker_is_quarantined(urls, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_item_whose_prefork_pool_process_is_killed_every_time_is_quarantined(
+    urls: Urls, tmp_path: Path
+) -> None:
     video = tmp_path / "poison.mp4"
     video.write_bytes(video_bytes(seconds=30))
-    for client, worker in started(
-        urls, tmp_path, MMQ_WORKER_POOL="prefork", MMQ_MAX_ITEM_ATTEMPTS="2"
-    ):
+    settings = {"MMQ_WORKER_POOL": "prefork", "MMQ_MAX_ITEM_ATTEMPTS": "2"}
+    with started(urls, tmp_path, **settings) as (client, worker):
         job_id = send_raw(client, items_around(video))
         kills = 0
         seen: tuple[int, int] = (0, 0)
@@ -87,10 +110,10 @@ def test_an_item_that_kills_its_worker_is_quarantined(urls, tmp_path: Path) -> N
                         for pid in worker.children():
                             os.kill(pid, signal.SIGKILL)
                         kills += 1
-                if client.job(job_id).status().state == "done":
+                if ended(client, job_id):
                     break
                 time.sleep(0.02)
-        result = client.job(job_id).result(timeout=10)
+        result = recorded(client, job_id, timeout=1).result(timeout=10)
         by_id = {item.external_id: item for item in result.items}
         assert [by_id[k].status for k in "abc"] == ["stored"] * 3
         assert by_id["poison"].status == "failed"
@@ -101,9 +124,7 @@ def test_an_item_that_kills_its_worker_is_quarantined(urls, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_an_item_past_the_soft_time_limit_every_time_is_quarantined(
-    urls,  # type: ignore[no-untyped-def]
-    tmp_path: Path,
-    pool: str,
+    urls: Urls, tmp_path: Path, pool: str
 ) -> None:
     video = tmp_path / "slow.mp4"
     video.write_bytes(video_bytes(seconds=60))
@@ -114,12 +135,9 @@ def test_an_item_past_the_soft_time_limit_every_time_is_quarantined(
         MMQ_TASK_TIME_LIMIT_S="30",
         MMQ_VISIBILITY_TIMEOUT_S="60",
     )
-    for client, worker in started(urls, tmp_path, **limits):
+    with started(urls, tmp_path, **limits) as (client, worker):
         job_id = send_raw(client, items_around(video))
-        deadline = time.monotonic() + 120
-        while client.job(job_id).status().state != "done" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        result = client.job(job_id).result(timeout=10)
+        result = recorded(client, job_id, timeout=120).result(timeout=120)
         by_id = {item.external_id: item for item in result.items}
         assert [by_id[k].status for k in "abc"] == ["stored"] * 3
         error = by_id["poison"].error or ""

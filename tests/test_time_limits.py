@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers.time_limits import Watchdog
 
 
-def run_task(watchdog: Watchdog, body, outcome: list[str]) -> threading.Thread:  # type: ignore[no-untyped-def]
+def run_task(
+    watchdog: Watchdog, body: Callable[[], object], outcome: list[str]
+) -> threading.Thread:
     def task() -> None:
         watchdog.started("t1")
         try:

@@ -42,6 +42,7 @@ def _write(
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(path, "w", format=fmt, options=options) as container:
         stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream), f"{codec} is not a video codec"
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         if gop is not None:
