@@ -67,3 +67,12 @@ def test_a_task_within_its_limits_is_left_alone() -> None:
     time.sleep(1.2)  # past the limits after it finished: nothing happens
     watchdog.stop()
     assert outcome == ["finished"] and hard == []
+
+
+def test_an_ingest_attempt_out_of_time_is_retried_without_limit() -> None:
+    # Each retry takes the pending items one at a time, and max_item_attempts quarantines an
+    # item that never fits: the number of retries must not end the task first (Celery's
+    # default is 3; `self.retry(max_retries=None)` would mean that default, not no limit).
+    from workers.tasks import ingest
+
+    assert ingest.max_retries is None

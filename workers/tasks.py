@@ -28,7 +28,10 @@ def _parse(model: type[M], payload: object) -> M:
         raise BadRequest(f"invalid request: {describe_errors(exc, 'request')}") from None
 
 
-@app.task(name=INGEST_TASK, bind=True)
+# max_retries=None here means no limit: an attempt that runs out of time is retried with its
+# pending items one at a time, and each of them is quarantined after max_item_attempts. (In
+# `self.retry` a None means the task's own limit, which is why it is set here.)
+@app.task(name=INGEST_TASK, bind=True, max_retries=None)
 def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
     rt.check_schema()
@@ -45,7 +48,7 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         outcome = rt.run_ingest(task_id)
     except SoftTimeLimitExceeded as exc:
         # Its pending items are tried again one at a time, each counting an attempt.
-        raise self.retry(exc=exc, countdown=1, max_retries=None) from exc
+        raise self.retry(exc=exc, countdown=1) from exc
     if outcome.result is None:
         raise Ignore()  # a copy of a task another worker is running: its result stands
     return outcome.result.model_dump(mode="json")
