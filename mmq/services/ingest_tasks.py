@@ -173,18 +173,20 @@ class IngestTasks:
     def _one_item(
         self, session: Session, request: RawIngestRequest, local: int, origin: Origin
     ) -> None:
+        # The attempt is counted before the item runs (so a death while it runs counts), and
+        # a quarantine is committed with its count: a death in between changes nothing.
         attempts = claims.count_attempt(session_conn(session), origin)
-        session.commit()
         if attempts > self.settings.max_item_attempts:
             previous = claims.last_error(session_conn(session), origin)
             error = InvalidInput(
                 f"quarantined: {attempts - 1} attempts did not finish (the worker died or ran "
                 f"out of time){f'; last error: {previous}' if previous else ''}"
             )
-            log.error("task %s item %d %s", origin[0], local, error)
             claims.fail_pending(session_conn(session), [origin], describe(error))
             session.commit()
+            log.error("task %s item %d %s", origin[0], local, error)
             return
+        session.commit()
         alone = request.model_copy(update={"items": [request.items[local]]})
         try:
             self._ingest(session, alone, _recorder([origin]))
