@@ -67,4 +67,3 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, MmqError):
         return str(exc)
     return f"internal error: {type(exc).__name__}: {exc}".rstrip(": ")
-

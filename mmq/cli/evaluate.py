@@ -13,6 +13,7 @@ from mmq.cli.sources import read_captions
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client, SearchJob
 from mmq.config import get_settings
+from mmq.errors import InvalidInput, NotFound
 from mmq.schemas import Hit, IngestItem
 
 KS = (1, 5, 10)
@@ -28,7 +29,7 @@ def run_eval(args: argparse.Namespace) -> int:
         images = [p for p in images if p.name in keep]
     images = images[: args.limit] if args.limit else images
     if not images:
-        raise SystemExit(f"no images under {args.images} have captions in {args.captions}")
+        raise NotFound(f"no images under {args.images} have captions in {args.captions}")
     # Same image set → same collection, so a re-run updates in place instead of mixing sets.
     # The model is part of it too: a collection is bound to the model that filled it.
     names = "\n".join([settings.model, *(p.name for p in images)])
@@ -68,7 +69,10 @@ def evaluate(
     stored = client.ingest(image_items, collection=collection).result(timeout=3600)
     images_per_s = len(images) / (time.monotonic() - t0)
     if stored.failed:
-        raise SystemExit(f"{stored.failed} images failed to ingest: {stored.items[:3]}")
+        first = next(i for i in stored.items if i.status == "failed")
+        raise InvalidInput(
+            f"{stored.failed} images failed to ingest; the first, {first.source}: {first.error}"
+        )
     say(f"ingested {len(images)} images at {images_per_s:.1f} images/s")
 
     queries = [(p.name, c) for p in images for c in captions[p.name]]

@@ -13,6 +13,7 @@ import numpy as np
 
 from mmq.cli.sources import read_captions
 from mmq.config import get_settings
+from mmq.errors import BadRequest
 
 if TYPE_CHECKING:  # torch and the models load only when a head is trained
     from mmq.encoders.lite_conse import LiteConseEncoder
@@ -54,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
     captions = read_captions(args.captions)
     names = sorted(n for n in captions if (Path(args.images) / n).is_file())
     if len(names) < 2:
-        raise SystemExit(f"fewer than 2 images of {args.captions} are under {args.images}")
+        raise BadRequest(f"fewer than 2 images of {args.captions} are under {args.images}")
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     t0 = time.monotonic()
     cache = settings.state_dir / "cache"
@@ -130,7 +131,7 @@ def _extra_pairs(encoder: LiteConseEncoder, images: Path, captions_csv: Path, ca
     with open(captions_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or "image" not in rows[0] or not {"caption", "label"} & set(rows[0]):
-        raise SystemExit(f"{captions_csv}: expected the columns image,caption or image,label")
+        raise BadRequest(f"{captions_csv}: expected the columns image,caption or image,label")
     rows = [r for r in rows if (images / r["image"]).is_file()]
     texts = [r["caption"] if "caption" in r else TEMPLATE.format(r["label"]) for r in rows]
     names = sorted({r["image"] for r in rows})
