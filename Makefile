@@ -34,17 +34,18 @@ lint: install
 	$(VENV)/bin/mypy mmq workers tests migrations benchmarks
 
 # Held-out evaluation of the shipped recipe: a head trained (as the shipped one, fixed steps)
-# on half of flickr8k-dev, then ConSE and that head through the queue on the other half.
+# on half of flickr8k-dev, then ConSE and that head through the queue on the other half,
+# with the English captions and with the Chinese ones (Flickr8k-CN).
 HELDOUT := $(abspath .mmq/heads/heldout)
 eval: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq train --images $(FLICKR)/images --captions $(FLICKR)/captions.csv \
 		--extra-images $(IMAGENET) --extra-captions $(IMAGENET)/labels.csv \
 		--val-fraction 0.5 --steps 100 --eval-every 1000 --out $(HELDOUT)
-	for model in lite-conse lite+head:$(HELDOUT); do \
-		echo "== $$model on the held-out half"; \
+	for model in lite-conse lite+head:$(HELDOUT); do for captions in captions captions-zh; do \
+		echo "== $$model on the held-out half, $$captions.csv"; \
 		HF_HUB_OFFLINE=1 MMQ_MODEL=$$model $(VENV)/bin/mmq eval --images $(FLICKR)/images \
-			--captions $(FLICKR)/captions.csv --only $(HELDOUT)/val_images.txt || exit 1; \
-	done
+			--captions $(FLICKR)/$$captions.csv --only $(HELDOUT)/val_images.txt || exit 1; \
+	done; done
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench

@@ -261,6 +261,13 @@ class SearchResult(_Wire):
     collection: str
     hits: list[Hit]
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    # The model (and version) whose space the hits are in: the collection's, which is the
+    # one that encoded the query.
+    model: str | None = None
+    model_version: str | None = None
+    # The text the model actually read, where it rewrote the query's text (a Chinese query
+    # read as English words by `lite`); None where it read the text as given.
+    encoded_text: str | None = None
 
 
 class JobStatus(_Wire):

@@ -252,7 +252,7 @@ def test_db_upgrade_is_idempotent(fresh_database_url: str, urls: Urls) -> None:
         assert conn.execute("SELECT id, collection FROM ingest_jobs").fetchall() == [("j1", "c")]
 
 
-# `mmq demo` as it printed before the refactor: each query's title and its hits (rank order:
+# `mmq demo` as it prints: each query's title and its hits (rank order:
 # score, kind, name and, for a video, the moment). Scores may move in the last digit only.
 DEMO_QUERIES: list[tuple[str, list[tuple[float, str, str]]]] = [
     ("text → image: 'a cat'",
@@ -274,6 +274,12 @@ DEMO_QUERIES: list[tuple[str, list[tuple[float, str, str]]]] = [
     ("text → anything: 'a cat' over images, captions and the video",
      [(0.781, "text", "caption:chelsea"), (0.553, "video", "photos.mp4  7.5-12.5s"),
       (0.524, "image", "chelsea")]),
+    # Added with Chinese queries: read as "cat" and "in video cat where ?".
+    ("Chinese text → image: '猫' (cat)",
+     [(0.439, "image", "chelsea"), (0.154, "image", "immunohistochemistry"),
+      (0.132, "image", "horse")]),
+    ("Chinese question → video: '视频里的猫在哪里？' (where is the cat in the video?)",
+     [(0.440, "video", "photos.mp4  7.5-12.5s")]),
 ]  # fmt: skip
 TITLE = re.compile(r"^(?P<title>\S.*)  \[\d+ ms\]$")
 HIT = re.compile(r"^ +\d+\. (?P<score>-?\d\.\d{3})  (?P<kind>\w+) +(?P<name>\S.*)$")
@@ -296,7 +302,7 @@ def test_demo_runs_on_its_own_servers(tmp_path: Path) -> None:
     env["MMQ_STATE_DIR"] = str(tmp_path / "state")
     out = mmq("demo", env=env, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
-    # README "Two commands": 14 photos, their 14 captions and a 21-second video; 8 queries.
+    # README "Two commands": 14 photos, their 14 captions and a 21-second video; 10 queries.
     assert re.search(
         r"^ingested 29 items \(14 photos, 14 captions, 1 video of 21s\) in [\d.]+s; 0 failed$",
         out.stdout,
@@ -315,4 +321,5 @@ def test_demo_runs_on_its_own_servers(tmp_path: Path) -> None:
             title,
             hits,
         )
+    assert "   (read by lite as: cat)" in out.stdout.splitlines()  # the text actually encoded
     assert not (tmp_path / "state" / "embedded.json").exists()  # servers stopped

@@ -123,3 +123,36 @@ def test_search_job_status_is_done_after_result(client: Client, demo: str) -> No
     job.result(timeout=60)
     assert job.status().state == "done"
     assert client.job(job.id).status().state == "done"
+
+
+def test_a_chinese_query_is_read_as_english_and_says_so(
+    client: Client, demo: str, encoder: Encoder
+) -> None:
+    chinese = client.search(collection=demo, text="猫", targets=["image"], k=3).result(60)
+    assert [h.external_id for h in chinese.hits][:1] == ["chelsea"]
+    assert chinese.encoded_text == "cat"
+    assert (chinese.model, chinese.model_version) == ("lite", encoder.version)
+    english = client.search(collection=demo, text="cat", targets=["image"], k=3).result(60)
+    assert english.encoded_text is None  # read as given
+    assert [h.score for h in chinese.hits] == pytest.approx([h.score for h in english.hits])
+
+
+def test_languages_meet_in_one_collection(
+    client: Client, workers: Procs, photos: dict[str, Path]
+) -> None:
+    name = fresh("mixed")
+    items = [
+        # English-captioned pairs, and texts in both languages.
+        IngestItem(image_path=str(photos[n]), text=PHOTOS[n], external_id=f"pair:{n}")
+        for n in ("chelsea", "coffee", "rocket")
+    ] + [
+        IngestItem(text="一只猫躺在草地上", external_id="zh:cat"),
+        IngestItem(text="桌子上的一杯咖啡", external_id="zh:coffee"),
+        IngestItem(text="a rocket on the launch pad at night", external_id="en:rocket"),
+    ]
+    assert client.ingest(items, collection=name).result(timeout=120).failed == 0
+    # A Chinese query finds the English-captioned pair; an English one the Chinese caption.
+    pairs = client.search(collection=name, text="咖啡", targets=["pair"]).result(60).hits
+    assert [h.external_id for h in pairs][:1] == ["pair:coffee"] and len(pairs) == 3
+    texts = client.search(collection=name, text="a cat on the grass", targets=["text"])
+    assert [h.external_id for h in texts.result(60).hits][:1] == ["zh:cat"]

@@ -75,10 +75,17 @@ def run_demo(args: argparse.Namespace) -> int:
                 "text → anything: 'a cat' over images, captions and the video",
                 dict(text="a cat"),
             ),
+            ("Chinese text → image: '猫' (cat)", dict(text="猫", targets=["image"])),
+            (
+                "Chinese question → video: '视频里的猫在哪里？' (where is the cat in the video?)",
+                dict(text="视频里的猫在哪里？", targets=["video"]),
+            ),
         ]
         for title, query in queries:
             found = client.search(collection=args.collection, k=3, **query).result(timeout=60)
             print(f"\n{title}  [{found.timings_ms['encode'] + found.timings_ms['ann']:.0f} ms]")
+            if found.encoded_text:
+                print(f"   (read by {found.model} as: {found.encoded_text})")
             print_hits([hit_json(h) for h in found.hits])
     print(f"\ndemo finished in {time.monotonic() - t0:.1f}s; workers and servers stopped")
     return 0

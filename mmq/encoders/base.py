@@ -96,6 +96,11 @@ class Encoder(ABC):
                 self._loaded = True
         return self
 
+    def text_as_encoded(self, text: str) -> str:
+        """The text the model's text tower reads for `text`: itself, unless the model
+        rewrites what it cannot read (the lite towers read Chinese as English glosses)."""
+        return text
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         self.load()
         if not texts:

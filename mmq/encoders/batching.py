@@ -66,6 +66,9 @@ class BatchingEncoder(Encoder):
     def prepare_images(self, images: Sequence[Picture]) -> Any:
         return self.inner.prepare_images(images)  # in the calling task's thread
 
+    def text_as_encoded(self, text: str) -> str:
+        return self.inner.text_as_encoded(text)
+
     def submit_images(self, images: Sequence[Picture]) -> Future[np.ndarray]:
         self.load()
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmq.encoders.base import Encoder, hash_files, l2_normalize
+from mmq.encoders.chinese import shipped_glosser
 from mmq.encoders.preprocess import Recipe, nvjpeg_works, prepare
 from mmq.media import Picture
 
@@ -56,6 +57,10 @@ class LiteConseEncoder(Encoder):
             f"conse:{TOP_K}:{TEMPLATE}:{IMAGE_SIZE}",
         )
         self._tokenizer = AutoTokenizer.from_pretrained(str(text_dir))
+        # MiniLM reads English only: Chinese reaches it as English words (encoders/chinese.py).
+        # Not part of the version: it decides which text enters the tower, as clean_text
+        # does, and leaves every text without Chinese, and the space itself, as they were.
+        self._glosser = shipped_glosser()
         self._text_model = AutoModel.from_pretrained(str(text_dir)).eval().to(self.device)
         image_model = load_image_model()
         if self.device == "cuda":
@@ -87,11 +92,19 @@ class LiteConseEncoder(Encoder):
             tmp.replace(cache)  # atomic: concurrent workers never read half a file
         return vectors
 
+    def text_as_encoded(self, text: str) -> str:
+        self.load()
+        return self._glosser(text)
+
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
         batch = self._tokenizer(
-            texts, padding=True, truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt"
+            [self._glosser(t) for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=TEXT_MAX_TOKENS,
+            return_tensors="pt",
         ).to(self.device)
         with torch.inference_mode():
             tokens = self._text_model(**batch).last_hidden_state.float()

@@ -29,6 +29,7 @@ def search(
     """Rank the collection's items against a text, image, composed or vector query."""
     t0 = time.perf_counter()
     collection = repository.get_collection(session=session, name=request.collection)
+    encoded_text = None
     if request.vector is not None:
         query = np.asarray(request.vector, dtype=np.float32)
         if not np.isfinite(query).all() or not np.any(query):
@@ -36,8 +37,9 @@ def search(
         query, scale = l2_normalize(query), 1.0
     else:
         repository.require_model(collection, model=encoder.name, model_version=encoder.version)
+        parts, encoded_text = _encode_query(encoder, request, settings)
         query, scale = query_vector(
-            _encode_query(encoder, request, settings),
+            parts,
             collection_fusion=collection.fusion,  # type: ignore[arg-type]
             method=request.fusion,
             weights=request.weights,
@@ -59,6 +61,9 @@ def search(
         collection=collection.name,
         hits=hits,
         timings_ms={"encode": (t1 - t0) * 1e3, "ann": (t2 - t1) * 1e3},
+        model=collection.model,
+        model_version=collection.model_version,
+        encoded_text=encoded_text,
     )
 
 
@@ -154,11 +159,16 @@ def video_hits(
 
 def _encode_query(
     encoder: Encoder, request: SearchRequest, settings: Settings
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The query's vector per modality, and the text the model read where it rewrote the
+    query's text (None where it read it as given)."""
     parts: dict[str, np.ndarray] = {}
+    encoded_text = None
     if request.text is not None:
         text = clean_text(request.text, max_chars=settings.max_text_chars)
         parts["text"] = encoder.encode_texts([text])[0]
+        if (as_read := encoder.text_as_encoded(text)) != text:
+            encoded_text = as_read
     if request.image_bytes is not None:
         image = decode_image(
             request.image_bytes,
@@ -167,4 +177,4 @@ def _encode_query(
             min_side=encoder.decode_side,
         )
         parts["image"] = encoder.encode_images([image])[0]
-    return parts
+    return parts, encoded_text
