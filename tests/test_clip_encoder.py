@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import CLIPModel, CLIPProcessor
+from transformers import ChineseCLIPModel, ChineseCLIPProcessor, CLIPModel, CLIPProcessor
 
 from mmq.encoders import get_encoder
 from mmq.encoders.base import Encoder
+from mmq.encoders.clip import ClipEncoder
 from mmq.errors import BadRequest, NotFound
 from mmq.samples import photo
-from tests.support.clip import build_tiny_clip
+from tests.support.clip import build_tiny_chinese_clip, build_tiny_clip
 
 TEXTS = [
     "a cat",
@@ -112,3 +113,28 @@ def test_a_folder_without_a_model_is_a_bad_request(tmp_path: Path) -> None:
 def test_an_unknown_model_name_is_a_bad_request() -> None:
     with pytest.raises(BadRequest, match="unknown model 'nope'"):
         get_encoder("nope")
+
+
+CHINESE = ["一只猫", "碟子上的一杯咖啡", "穿白色宇航服的宇航员在草地上", "猫" * 100]
+
+
+def test_a_chinese_clip_checkpoint_matches_transformers(
+    tmp_path: Path, photos: list[Image.Image]
+) -> None:
+    folder = build_tiny_chinese_clip(tmp_path / "chinese-clip")
+    encoder = get_encoder(f"clip:{folder}", device="cpu").load()
+    assert isinstance(encoder, ClipEncoder)
+    model = ChineseCLIPModel.from_pretrained(folder).eval()
+    processor = ChineseCLIPProcessor.from_pretrained(folder)
+    assert encoder.max_length == 64  # its position table, not the tokenizer's unset limit
+    texts = processor(
+        text=CHINESE, padding="max_length", truncation=True, max_length=64, return_tensors="pt"
+    )
+    rgb = [p.convert("RGB") for p in photos]
+    with torch.inference_mode():
+        expected_texts = _unit(model.get_text_features(**texts))
+        pixels = processor(images=rgb, return_tensors="pt")["pixel_values"]
+        expected_images = _unit(model.get_image_features(pixel_values=pixels))
+    assert np.allclose(encoder.encode_texts(CHINESE), expected_texts, atol=1e-5)
+    assert np.allclose(encoder.encode_images(photos), expected_images, atol=1e-5)
+    assert encoder.text_as_encoded("一只猫") == "一只猫"  # read as given: no glossing

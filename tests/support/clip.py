@@ -1,6 +1,6 @@
-"""Randomly initialised CLIP checkpoints, built offline: a tiny one for tests of the CLIP
-path (a real checkpoint cannot be had here), and one shaped like ViT-B/32 for throughput
-(`python -m benchmarks.random_clip`)."""
+"""Randomly initialised CLIP checkpoints, built offline: tiny ones for tests of the CLIP
+path (CLIP and Chinese-CLIP: a real checkpoint cannot be had here), and one shaped like
+ViT-B/32 for throughput (`python -m benchmarks.random_clip`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from typing import Any
 
 import torch
 from transformers import (
+    BertTokenizer,
+    ChineseCLIPConfig,
+    ChineseCLIPImageProcessor,
+    ChineseCLIPModel,
+    ChineseCLIPProcessor,
     CLIPConfig,
     CLIPImageProcessor,
     CLIPModel,
@@ -78,3 +83,44 @@ def build_random_clip(folder: Path, *, shape: str = "tiny", seed: int = 0) -> Pa
 
 def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
     return build_random_clip(folder, shape="tiny", seed=seed)
+
+
+# The characters a tiny Chinese-CLIP knows, one token each (WordPiece, as Chinese-CLIP's own
+# vocabulary splits Chinese); anything else is [UNK].
+CHINESE_CHARACTERS = "一只枚杯碟子上的咖啡火箭穿白色宇航服员猫狗在草地里视频哪灰"
+
+
+def build_tiny_chinese_clip(folder: Path, seed: int = 0) -> Path:
+    """Save a random ChineseCLIPModel and its processor (a BERT tokenizer) to `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CHINESE_CHARACTERS, *letters]
+    vocab += [f"##{c}" for c in letters]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    # From the folder: transformers 5 ignores BertTokenizer(vocab_file=...) (all [UNK]).
+    tokenizer = BertTokenizer.from_pretrained(str(folder))
+    tiny = SHAPES["tiny"]
+    config = ChineseCLIPConfig(
+        # Chinese-CLIP pools the [CLS] token: at the default initializer range a random tiny
+        # model gives every text the same vector, at a larger one they differ.
+        text_config={
+            **tiny["text"],
+            "vocab_size": len(vocab),
+            "max_position_embeddings": 64,
+            "initializer_range": 0.5,
+        },
+        vision_config=tiny["vision"],
+        projection_dim=tiny["projection_dim"],
+    )
+    torch.manual_seed(seed)
+    model = ChineseCLIPModel(config).eval()
+    side = tiny["vision"]["image_size"]
+    image_processor = ChineseCLIPImageProcessor(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+    )
+    model.save_pretrained(folder)
+    ChineseCLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        folder
+    )
+    return folder
