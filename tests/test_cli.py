@@ -274,12 +274,12 @@ DEMO_QUERIES: list[tuple[str, list[tuple[float, str, str]]]] = [
     ("text → anything: 'a cat' over images, captions and the video",
      [(0.781, "text", "caption:chelsea"), (0.553, "video", "photos.mp4  7.5-12.5s"),
       (0.524, "image", "chelsea")]),
-    # Added with Chinese queries: read as "cat" and "in video cat where ?".
+    # Chinese queries: read as "cat" and "in video cat ?".
     ("Chinese text → image: '猫' (cat)",
      [(0.439, "image", "chelsea"), (0.154, "image", "immunohistochemistry"),
       (0.132, "image", "horse")]),
     ("Chinese question → video: '视频里的猫在哪里？' (where is the cat in the video?)",
-     [(0.440, "video", "photos.mp4  7.5-12.5s")]),
+     [(0.452, "video", "photos.mp4  7.5-12.5s")]),
 ]  # fmt: skip
 TITLE = re.compile(r"^(?P<title>\S.*)  \[\d+ ms\]$")
 HIT = re.compile(r"^ +\d+\. (?P<score>-?\d\.\d{3})  (?P<kind>\w+) +(?P<name>\S.*)$")

@@ -25,8 +25,10 @@ _ENTRY = re.compile(r"^(\S+) (\S+) \[([^\]]*)\] /(.*)/$")
 MAX_WORD = 8
 
 # Words that carry no content in a description or a question: particles, measure words,
-# pronouns, copulas, demonstratives.
+# pronouns, copulas, demonstratives, and question words (a question retrieves what answers
+# it by its content words: 视频里的猫在哪里 "where is the cat in the video" → "in video cat").
 FUNCTION_WORDS = frozenset(
+    "什么 哪里 哪儿 哪 谁 为什么 怎么 怎样 怎么样 多少 哪个 哪些 几 "
     "的 了 着 地 得 吗 呢 吧 啊 呀 哦 嘛 么 和 与 及 跟 并 而 或 是 在 正在 被 把 将 之 "
     "个 只 位 名 条 头 匹 辆 张 件 群 些 把 本 座 棵 朵 块 片 双 对 种 次 处 "
     "这 那 这个 那个 这些 那些 其 它 它们 他 她 他们 她们 我 我们 你 你们 有 一个 一只 "
@@ -43,7 +45,7 @@ OVERRIDES = {
     "上": "on", "里": "in", "内": "in", "下": "under", "中": "in", "旁": "beside",
     "旁边": "beside", "边": "beside", "前": "in front of", "前面": "in front of",
     "后": "behind", "后面": "behind", "外": "outside", "对面": "opposite",
-    "一": "one", "一个人": "a person", "两": "two", "俩": "two", "几": "several",
+    "一": "one", "一个人": "a person", "两": "two", "俩": "two",
     "小": "small", "大": "big", "人": "person", "人们": "people",
     "男人": "man", "女人": "woman", "男子": "man", "女子": "woman", "男孩": "boy",
     "女孩": "girl", "小孩": "child", "孩子": "child", "小女孩": "little girl",
@@ -54,8 +56,6 @@ OVERRIDES = {
     "玩": "playing", "玩耍": "playing", "坐": "sitting", "坐着": "sitting",
     "站": "standing", "站着": "standing", "走": "walking", "躺": "lying", "看": "looking at",
     "要": "going to", "去": "going to", "做": "doing",
-    "什么": "what", "哪里": "where", "哪儿": "where", "谁": "who", "为什么": "why",
-    "怎么": "how", "怎样": "how", "多少": "how many", "哪个": "which", "哪": "which",
 }  # fmt: skip
 
 # Dictionary words that a postposition and a particle happen to spell: 中的 "to hit the
