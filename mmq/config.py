@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     # "clip:<hf-name-or-path>" (mmq/encoders/__init__.py).
     model: str = "lite"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    state_dir: Path = Path(".mmq")
+    # Embedded servers' data, caches and logs: one per user (not per working directory), so
+    # every mmq process of that user finds the same servers wherever it runs.
+    state_dir: Path = Field(default_factory=lambda: default_state_dir())
 
     # Input limits: anything larger is refused with a clear error on its item.
     max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
@@ -105,6 +107,11 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
     @field_validator("ingest_roots", mode="before")
     @classmethod
     def _path_list(cls, value: object) -> object:
@@ -149,6 +156,12 @@ class Settings(BaseSettings):
     @property
     def needs_embedded(self) -> bool:
         return self.broker_url is None or self.database_url is None
+
+
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/mmq, else ~/.local/state/mmq (the XDG base directory rule)."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "mmq"
 
 
 @lru_cache(maxsize=1)

