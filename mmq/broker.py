@@ -62,3 +62,13 @@ def celery_config(urls: Urls, settings: Settings) -> dict[str, Any]:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+
+
+def consumers(app: Celery, queue: str, *, timeout: float = 1.0) -> list[str]:
+    """The names of the workers consuming `queue` now: those that answer a broadcast within
+    `timeout` seconds (a worker busy with tasks still answers; one still loading its model
+    does not yet)."""
+    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    return sorted(
+        name for name, queues in replies.items() if any(q["name"] == queue for q in queues)
+    )

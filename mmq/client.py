@@ -20,7 +20,14 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as KombuOperationalError
 from pydantic import ValidationError
 
-from mmq.broker import INGEST_QUEUE, INGEST_TASK, SEARCH_QUEUE, SEARCH_TASK, make_celery
+from mmq.broker import (
+    INGEST_QUEUE,
+    INGEST_TASK,
+    SEARCH_QUEUE,
+    SEARCH_TASK,
+    consumers,
+    make_celery,
+)
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
 from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, describe
@@ -288,6 +295,19 @@ class Client:
         with self.tables.conn() as conn:
             is_ingest = records.job_collection(conn, job_id) is not None
         return IngestJob(job_id, self.tables) if is_ingest else SearchJob(job_id, self.app)
+
+    def workers(self, queue: str, *, timeout: float = 1.0) -> list[str]:
+        """The workers consuming `queue` ("ingest" or "search") now. None means that the
+        jobs sent there wait until one starts."""
+        with _redis_reached():
+            return consumers(self.app, queue, timeout=timeout)
+
+    def require_worker(self, queue: str) -> None:
+        """Unavailable, with the fix in its message, when no worker consumes `queue`."""
+        if not self.workers(queue):
+            raise Unavailable(
+                f"no worker is consuming the {queue!r} queue: start one with `mmq worker`"
+            )
 
     def close(self) -> None:
         self.tables.close()
