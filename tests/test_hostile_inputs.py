@@ -78,7 +78,7 @@ def table(paths: dict[str, str]) -> list[Case]:
     truncated = "corrupt or truncated image"
     too_big = "image exceeds the pixel limit"
     unsupported = "not a supported image"
-    outside = "outside the ingest roots"
+    outside = "outside the worker's ingest roots"
     return [
         ("truncated JPEG", image(half(encode(noise(64, 64), "JPEG"))), truncated),
         ("truncated PNG", image(half(encode(noise(64, 64), "PNG"))), truncated),

@@ -194,7 +194,10 @@ def test_paths_out_of_the_roots_are_refused_before_any_read(
             "../outside.jpg",  # relative
             str(other / "also-in.jpg"),  # under a directory that is not one of the roots
         ]:
-            with pytest.raises(InvalidInput, match="outside the ingest roots"):
+            with pytest.raises(
+                InvalidInput,
+                match="outside the worker's ingest roots .*: set MMQ_INGEST_ROOTS where",
+            ):
                 confined(bad, [root])
         with pytest.raises(InvalidInput, match="NUL byte"):
             confined(str(root / "a\x00b.jpg"), [root])

@@ -16,9 +16,10 @@ def confined(path: str, roots: Sequence[Path]) -> Path:
         raise InvalidInput("path contains a NUL byte")
     real = Path(path).resolve()
     if not any(real.is_relative_to(root) for root in roots):
+        # The roots are the worker's, not the producer's: say where they are set.
         raise InvalidInput(
-            f"path {path[:200]!r} is outside the ingest roots (MMQ_INGEST_ROOTS: "
+            f"path {path[:200]!r} is outside the worker's ingest roots ("
             + ", ".join(str(r) for r in roots)
-            + ")"
+            + "): set MMQ_INGEST_ROOTS where `mmq worker` runs and restart it"
         )
     return real
