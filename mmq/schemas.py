@@ -162,6 +162,9 @@ class ItemResult(_Wire):
     external_id: str | None
     status: Literal["stored", "failed"]
     item_id: int | None = None
+    # Stored over an item of the collection with the same key (external id, or content
+    # hash without one), which it replaced: docs/wire-format.md says when exactly.
+    replaced: bool = False
     error: str | None = None
     # Videos: how much was indexed.
     duration_s: float | None = None
@@ -179,6 +182,11 @@ class IngestResult(_Wire):
     @property
     def failed(self) -> int:
         return sum(r.status == "failed" for r in self.items)
+
+    @property
+    def replaced(self) -> int:
+        """Stored items that replaced an item of the collection (counted in `stored` too)."""
+        return sum(r.replaced for r in self.items)
 
 
 class SearchRequest(_Wire):

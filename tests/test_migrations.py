@@ -56,3 +56,37 @@ def test_a_worker_on_an_unmigrated_database_says_how_to_fix_it(fresh_database_ur
     upgrade(fresh_database_url)
     require_schema(engine)
     engine.dispose()
+
+
+def test_0005_adds_replaced_false_for_rows_written_before_and_drops_it_on_downgrade(
+    fresh_database_url: str,
+) -> None:
+    from tests.support.db import connect
+
+    def item_columns() -> set[str]:
+        engine = create_engine(fresh_database_url)
+        with engine.connect() as conn:
+            names = {c["name"] for c in inspect(conn).get_columns("ingest_job_items")}
+        engine.dispose()
+        return names
+
+    upgrade(fresh_database_url, "0004")
+    assert "replaced" not in item_columns()
+    with connect(fresh_database_url) as conn:
+        conn.execute("INSERT INTO ingest_jobs (id, collection) VALUES ('j', 'c')")
+        conn.execute(
+            "INSERT INTO ingest_tasks (id, job_id, ordinal, first_index, request)"
+            " VALUES ('t', 'j', 0, 0, '{}')"
+        )
+        conn.execute(
+            "INSERT INTO ingest_job_items (job_id, index, task_id, source, status)"
+            " VALUES ('j', 0, 't', 'a.jpg', 'stored')"
+        )
+    upgrade(fresh_database_url)
+    with connect(fresh_database_url) as conn:
+        row = conn.execute("SELECT status, replaced FROM ingest_job_items").fetchone()
+    assert row == ("stored", False)
+    downgrade(fresh_database_url, "0004")
+    assert "replaced" not in item_columns()
+    upgrade(fresh_database_url)
+    assert "replaced" in item_columns()

@@ -128,7 +128,10 @@ def test_a_whole_ingest_request_sent_as_a_raw_message(
         ],
     }
     task_id = send(broker, "mmq.ingest", request)
-    result = IngestResult.model_validate(wait_result(backend, task_id))
+    raw = wait_result(backend, task_id)
+    # Each item says whether it replaced one (a new collection: none did).
+    assert [item["replaced"] for item in raw["items"]] == [False, False, False]
+    result = IngestResult.model_validate(raw)
     assert [r.status for r in result.items] == ["stored", "stored", "failed"]
     assert "colour" in (result.items[2].error or "")
     # The worker registered it as a one-task job under the message's id.
@@ -139,6 +142,14 @@ def test_a_whole_ingest_request_sent_as_a_raw_message(
         backend, send(broker, "mmq.search", {"collection": collection, "text": "a cat", "k": 1})
     )
     assert found["hits"][0]["external_id"] == "cat"
+    # The same request again under a new message id: the stored items replace themselves.
+    again = wait_result(backend, send(broker, "mmq.ingest", request))
+    assert [(i["status"], i["replaced"]) for i in again["items"]] == [
+        ("stored", True),
+        ("stored", True),
+        ("failed", False),
+    ]
+    assert [i["item_id"] for i in again["items"]] == [r.item_id for r in result.items]
 
 
 def test_the_required_fields_alone_are_enough(

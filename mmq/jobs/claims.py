@@ -133,15 +133,19 @@ def count_attempt(conn: Connection, origin: Origin) -> int:
 
 
 def record_ends(conn: Connection, ends: Sequence[tuple[Origin, ItemResult]]) -> None:
-    """Each item's end, where none was recorded yet (the caller commits with the items)."""
+    """Each item's end, where none was recorded yet (the caller commits with the items).
+
+    An end is written once: in the transaction of the upsert that stored the item, so a
+    `replaced` recorded here is that of the first upsert that committed. A later attempt
+    finds the item ended and does not store it again (nor overwrite its end)."""
     with conn.cursor() as cur:
         cur.executemany(
             "UPDATE ingest_job_items SET status = %s, error = %s, item_id = %s,"
-            " duration_s = %s, segments = %s"
+            " replaced = %s, duration_s = %s, segments = %s"
             " WHERE task_id = %s AND index = %s AND status = 'pending'",
             [
-                (r.status, r.error, r.item_id, r.duration_s, r.segments, task_id, index)
-                for (task_id, index), r in ends
+                (r.status, r.error, r.item_id, r.replaced, r.duration_s, r.segments, task_id, i)
+                for (task_id, i), r in ends
             ],
         )
 

@@ -1,9 +1,10 @@
-"""Ingest job records in PostgreSQL (migrations/versions/0003): written by producers, read
+"""Ingest job records in PostgreSQL (migrations/versions/0003, 0005): written by producers, read
 by everyone. Plain psycopg, not the ORM: `mmq.client` uses this, and a producer stays light.
 
 A job is split into tasks (one message each, whose id is the task's id); each task keeps
-its request, and each item has a row that ends `stored` (with its item id) or `failed`
-(with its error). What workers write into these rows is in `mmq/jobs/claims.py`.
+its request, and each item has a row that ends `stored` (with its item id, and whether it
+replaced an item) or `failed` (with its error). What workers write into these rows is in
+`mmq/jobs/claims.py`.
 """
 
 from __future__ import annotations
@@ -125,11 +126,11 @@ def task_results(conn: Connection, task_ids: Sequence[str]) -> dict[str, IngestR
     return results
 
 
-_ITEM_COLUMNS = "source, external_id, status, item_id, error, duration_s, segments"
+_ITEM_COLUMNS = "source, external_id, status, item_id, replaced, error, duration_s, segments"
 
 
 def _item_result(row: Sequence[Any]) -> ItemResult:
-    index, source, external_id, status, item_id, error, duration_s, segments = row
+    index, source, external_id, status, item_id, replaced, error, duration_s, segments = row
     return ItemResult(
         index=index,
         source=source,
@@ -137,6 +138,7 @@ def _item_result(row: Sequence[Any]) -> ItemResult:
         # Still pending is only seen while the job runs; report it as not stored yet.
         status="stored" if status == "stored" else "failed",
         item_id=item_id,
+        replaced=replaced,
         error=error if status != "pending" else "not finished yet",
         duration_s=duration_s,
         segments=segments,

@@ -82,6 +82,7 @@ def ingest(
         item_id = ids[_key(item, video.content_hash)]
         replace_segments(session=session, collection=collection, item_id=item_id, segments=segments)
     videos_by_index = {index: video for index, _, video in indexed}
+    replaced = _replaced(rows, ids.replaced)
     for index, item, row in rows:
         stored_video = videos_by_index.get(index)
         results[index] = ItemResult(
@@ -90,6 +91,7 @@ def ingest(
             external_id=item.external_id,
             status="stored",
             item_id=ids[row.key],
+            replaced=index in replaced,
             duration_s=stored_video.duration_s if stored_video else None,
             segments=len(stored_video.segments) if stored_video else None,
         )
@@ -98,6 +100,21 @@ def ingest(
         record(session, ended)
     session.commit()
     return IngestResult(collection=collection.name, items=ended)
+
+
+def _replaced(
+    rows: list[tuple[int, IngestItem, repository.ItemRow]], existed: frozenset[str]
+) -> set[int]:
+    """The indexes of the items that replaced one, as if stored one by one in the request's
+    order: an item whose key had an item before the request, and every later item with
+    the key of an earlier one of the request (the upsert keeps the last of them)."""
+    seen: set[str] = set()
+    replaced = set()
+    for index, _, row in sorted(rows, key=lambda r: r[0]):
+        if row.key in existed or row.key in seen:
+            replaced.add(index)
+        seen.add(row.key)
+    return replaced
 
 
 def _item_rows(

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import numpy as np
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Table, bindparam, func, select, text
+from sqlalchemy import Table, bindparam, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -71,10 +71,26 @@ def _upsert_statement() -> Any:
     updated = {name: base.excluded[name] for name in _UPDATED_COLUMNS}
     return base.on_conflict_do_update(
         constraint="items_collection_key", set_={**updated, "updated_at": func.now()}
-    ).returning(table.c.key, table.c.id)
+    ).returning(
+        table.c.key,
+        table.c.id,
+        # A row this statement inserted has no xmax; a row it updated carries the updating
+        # transaction's id there (ON CONFLICT DO UPDATE locks the old version first). Per
+        # row, so it holds for every page of a multi-row "insertmanyvalues" INSERT too.
+        literal_column("xmax = 0").label("inserted"),
+    )
 
 
 _UPSERT = _upsert_statement()
+
+
+class UpsertedIds(dict[str, int]):
+    """key → item id of the rows an upsert wrote; `replaced` holds the keys whose item
+    existed before the statement (updated in place rather than inserted)."""
+
+    def __init__(self, ids: dict[str, int], replaced: frozenset[str]) -> None:
+        super().__init__(ids)
+        self.replaced = replaced
 
 
 def index_name(collection_id: int) -> str:
@@ -148,14 +164,15 @@ def check_dim(collection: Collection, vector: np.ndarray) -> None:
 
 def upsert_items(
     *, session: Session, collection: Collection, rows: Sequence[ItemRow]
-) -> dict[str, int]:
-    """Insert or update by `(collection, key)` in one statement; returns key → item id."""
+) -> UpsertedIds:
+    """Insert or update by `(collection, key)` in one statement; returns key → item id,
+    and which keys had an item already (`UpsertedIds.replaced`)."""
     for row in rows:
         check_dim(collection, row.vector)
     # One statement cannot touch a row twice: the last occurrence of a key wins.
     unique = list({row.key: row for row in rows}.values())
     if not unique:
-        return {}
+        return UpsertedIds({}, frozenset())
     values = [
         {
             "collection_id": collection.id,
@@ -179,7 +196,11 @@ def upsert_items(
     # Many parameter sets for one statement: SQLAlchemy sends them as multi-row INSERTs
     # (its "insertmanyvalues", pages within PostgreSQL's bound-parameter cap) and compiles
     # the statement once per process, not once per call.
-    return {key: item_id for key, item_id in session.execute(_UPSERT, values)}
+    returned = session.execute(_UPSERT, values).all()
+    return UpsertedIds(
+        {key: item_id for key, item_id, _ in returned},
+        frozenset(key for key, _, inserted in returned if not inserted),
+    )
 
 
 def create_indexes(
