@@ -95,7 +95,8 @@ class IngestJob:
             return records.job_progress(conn, self.id)
 
     def result(self, timeout: float | None = None) -> IngestResult:
-        """Wait for every item to end, stored or failed with its reason. Past `timeout`,
+        """Wait for every item to end, stored or failed with its reason; a stored item
+        says whether it `replaced` one with its key (docs/wire-format.md). Past `timeout`,
         JobTimeout (the job goes on)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.status().state != "done":

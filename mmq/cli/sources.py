@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from mmq.errors import BadRequest, NotFound
 from mmq.schemas import IngestItem
@@ -31,32 +33,81 @@ def collect_files(paths: list[str]) -> list[tuple[Path, str]]:
     return found
 
 
-def read_captions(path: str | Path) -> dict[str, list[str]]:
-    """`image,caption` CSV (several rows per image) → image name → captions."""
+class Captions(dict[str, list[str]]):
+    """Image name → its captions, as `read_captions` reads them; `metadata` holds each
+    image's other columns (image name → column → value)."""
+
+    def __init__(
+        self, texts: dict[str, list[str]], metadata: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(texts)
+        self.metadata = metadata or {}
+
+
+def read_captions(path: str | Path) -> Captions:
+    """`image,caption` CSV (several rows per image) → image name → captions.
+
+    Any other column becomes metadata of the image its row names (`Captions.metadata`),
+    under the column's name, as text (CSV has no types). Where an image's rows agree on a
+    column (the usual case: a license, an author, a split), the metadata holds that value,
+    so `filter={"split": "train"}` finds it; where they differ, it holds the list of the
+    distinct values in the order of the rows, so that none is dropped. Empty cells count
+    for nothing; a column empty in every row of an image is left out of its metadata.
+    The column `captions` cannot be given: it is where the captions themselves are kept."""
     captions: dict[str, list[str]] = defaultdict(list)
+    columns: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
             raise BadRequest(f"{path}: expected the columns image,caption")
+        # Header cell → metadata key; a header cell left empty (a trailing comma) names none.
+        extra = {c: c.strip() for c in reader.fieldnames if c not in ("image", "caption")}
+        extra = {c: key for c, key in extra.items() if key}
+        if "captions" in extra.values():
+            raise BadRequest(f"{path}: the column captions would hide the captions: rename it")
         for row in reader:
-            captions[row["image"].strip()].append(row["caption"].strip())
-    return dict(captions)
+            if row["image"] is None or row["caption"] is None:
+                raise BadRequest(f"{path}, line {reader.line_num}: expected an image and a caption")
+            image = row["image"].strip()
+            captions[image].append(row["caption"].strip())
+            for column, key in extra.items():
+                value = (row.get(column) or "").strip()
+                if value and value not in columns[image][key]:
+                    columns[image][key].append(value)
+    metadata = {
+        image: {c: values[0] if len(values) == 1 else values for c, values in found.items()}
+        for image, found in columns.items()
+    }
+    return Captions(dict(captions), {image: m for image, m in metadata.items() if m})
 
 
-def file_items(paths: list[str], captions: dict[str, list[str]] | None) -> list[IngestItem]:
-    """Videos, images, or image+caption pairs (first caption; all of them kept in metadata)."""
+def file_items(
+    paths: list[str],
+    captions: Mapping[str, list[str]] | None,
+    *,
+    metadata: dict[str, Any] | None = None,
+) -> list[IngestItem]:
+    """Videos, images, or image+caption pairs (first caption; all of them kept in metadata).
+
+    `metadata` goes into every item's metadata; an image's own columns of the captions file
+    (`Captions.metadata`) override it key by key, and its `captions` come last."""
     items = []
+    texts_of = captions or {}
+    columns_of = captions.metadata if isinstance(captions, Captions) else {}
     for file, external_id in collect_files(paths):
+        common = dict(metadata or {})
         if file.suffix.lower() in VIDEO_SUFFIXES:
-            items.append(IngestItem(video_path=str(file), external_id=external_id))
+            items.append(IngestItem(video_path=str(file), external_id=external_id, metadata=common))
             continue
-        texts = (captions or {}).get(file.name) or (captions or {}).get(external_id)
+        name = file.name if file.name in texts_of else external_id
+        texts = texts_of.get(name)
+        own = {**common, **columns_of.get(name, {})}
         items.append(
             IngestItem(
                 image_path=str(file),
                 text=texts[0] if texts else None,
                 external_id=external_id,
-                metadata={"captions": texts} if texts else {},
+                metadata={**own, "captions": texts} if texts else own,
             )
         )
     return items
