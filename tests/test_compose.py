@@ -1,97 +1,265 @@
-"""The production compose file and Dockerfile, checked by parsing (no Docker engine needed)."""
+"""The production compose file, Dockerfile and pinned dependencies, checked by parsing them
+(no Docker engine needed); `docker compose config` checks the same when it is installed."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from deploy import lock
 from mmq.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = {"redis", "postgres", "migrate", "ingest-worker", "search-worker"}
-WORKERS = ("ingest-worker", "search-worker")
+SERVICES = {
+    "redis",
+    "postgres",
+    "migrate",
+    "ingest-worker-gpu",
+    "ingest-worker-cpu",
+    "search-worker",
+}
+INGEST = ("ingest-worker-gpu", "ingest-worker-cpu")
+WORKERS = (*INGEST, "search-worker")
+MMQ_SERVICES = ("migrate", *WORKERS)
 CLIP = "clip:openai/clip-vit-base-patch32"
+PASSWORDS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD")
+# What a deployer puts in .env: the variables compose cannot start without.
+DEPLOYER_ENV = {
+    "POSTGRES_PASSWORD": "pg0secret",
+    "REDIS_PASSWORD": "redis0secret",
+    "MMQ_MEDIA_DIR": "/srv/photos",
+}
 
-# ${VAR}, ${VAR:-default}, ${VAR-default}: compose interpolation, plain text to YAML.
-_PLACEHOLDER = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
+# Compose interpolation: $$ (a literal $), ${VAR}, ${VAR:-default}, ${VAR-default},
+# ${VAR:?error}, ${VAR?error}, ${VAR:+alternative}, ${VAR+alternative}, $VAR.
+_PLACEHOLDER = re.compile(
+    r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|\$(?P<bare>\w+)"
+)
 
 
-def substitute_defaults(value: str) -> str:
-    """Replace compose placeholders with their defaults, as compose does with VAR unset."""
-    return _PLACEHOLDER.sub(lambda m: m.group("default") or "", value)
+class MissingVariable(Exception):
+    """What compose reports before starting anything: a required variable has no value."""
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """`text` as compose sees it with `env` as the environment (and .env)."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group("name") or m.group("bare")
+        op, arg = m.group("op") or "", m.group("arg") or ""
+        value = env.get(name)
+        # The colon forms treat an empty value as unset.
+        missing = value is None or (op.startswith(":") and value == "")
+        if op in (":-", "-"):
+            return arg if missing else str(value)
+        if op in (":?", "?"):
+            if missing:
+                raise MissingVariable(f"{name}: {arg}")
+            return str(value)
+        if op in (":+", "+"):
+            return "" if missing else arg
+        return value or ""
+
+    return _PLACEHOLDER.sub(one, text)
+
+
+def interpolate_all(node: Any, env: dict[str, str]) -> Any:
+    """Every string value of a parsed compose document, interpolated (keys are not)."""
+    if isinstance(node, dict):
+        return {k: interpolate_all(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate_all(v, env) for v in node]
+    return interpolate(node, env) if isinstance(node, str) else node
+
+
+def placeholders(text: str) -> list[tuple[str, str]]:
+    """(name, operator) of every variable the text reads."""
+    return [
+        (m.group("name") or m.group("bare"), m.group("op") or "")
+        for m in _PLACEHOLDER.finditer(text)
+        if m.group(0) != "$$"
+    ]
 
 
 def as_argv(command: str | list[str]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose_text() -> str:
+    return (ROOT / "docker-compose.yml").read_text()
 
 
 @pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, Any]:
-    return compose["services"]
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(compose_text())
+
+
+def deployed(raw: dict[str, Any], **env: str) -> dict[str, Any]:
+    """The services as compose runs them with the deployer's .env, plus `env`."""
+    return interpolate_all(raw, {**DEPLOYER_ENV, **env})["services"]
+
+
+@pytest.fixture(scope="module")
+def services(raw: dict[str, Any]) -> dict[str, Any]:
+    return deployed(raw)
 
 
 def mmq_env(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     assert isinstance(env, dict), "use the mapping form of environment"
-    return {k: substitute_defaults(str(v)) for k, v in env.items() if k.startswith("MMQ_")}
+    return {k: str(v) for k, v in env.items() if k.startswith("MMQ_")}
 
 
-def test_substitute_defaults() -> None:
-    assert substitute_defaults("a:${P:-mmq}@h") == "a:mmq@h"
-    assert substitute_defaults("${P-x}/${Q}") == "x/"
+def test_interpolate_like_compose() -> None:
+    env = {"P": "pw", "E": ""}
+    assert interpolate("a:${P:-mmq}@h ${Q:-d} ${E:-d} ${E-d}|", env) == "a:pw@h d d |"
+    assert interpolate("$${P} $P ${P:+on}${Q:+on}", env) == "${P} pw on"
+    assert interpolate("${P:?need P}", env) == "pw"
+    with pytest.raises(MissingVariable, match="Q: need Q"):
+        interpolate("${Q:?need Q}", env)
+    with pytest.raises(MissingVariable, match="E"):
+        interpolate("${E:?}", env)
+    assert interpolate("${E?}", env) == ""  # without the colon, empty counts as set
 
 
-def test_five_services(services: dict[str, Any]) -> None:
+def test_six_services(services: dict[str, Any]) -> None:
     assert set(services) == SERVICES
+
+
+# ---------------------------------------------------------------- passwords
+
+
+@pytest.mark.parametrize("name", PASSWORDS)
+def test_every_password_reference_is_required(name: str) -> None:
+    refs = [op for var, op in placeholders(compose_text()) if var == name]
+    assert refs, f"{name} is never used"
+    assert set(refs) == {":?"}, f"{name} must be ${{{name}:?...}} everywhere: no default"
+
+
+def test_no_variable_defaults_to_a_secret() -> None:
+    for var, op in placeholders(compose_text()):
+        if re.search(r"PASSWORD|SECRET|TOKEN|KEY", var):
+            assert op == ":?", var
+
+
+@pytest.mark.parametrize("name", [*PASSWORDS, "MMQ_MEDIA_DIR"])
+@pytest.mark.parametrize("value", [None, ""])
+def test_refuses_to_start_without(raw: dict[str, Any], name: str, value: str | None) -> None:
+    env = {k: v for k, v in DEPLOYER_ENV.items() if k != name}
+    if value is not None:
+        env[name] = value
+    with pytest.raises(MissingVariable, match=name):
+        interpolate_all(raw, env)
+
+
+def test_password_reaches_server_and_every_client(services: dict[str, Any]) -> None:
+    argv = as_argv(services["redis"]["command"])
+    assert argv[argv.index("--requirepass") + 1] == DEPLOYER_ENV["REDIS_PASSWORD"]
+    postgres = services["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"] == DEPLOYER_ENV["POSTGRES_PASSWORD"]
+    for name in MMQ_SERVICES:
+        env = services[name]["environment"]
+        for key in ("MMQ_BROKER_URL", "MMQ_RESULT_BACKEND"):
+            assert urlsplit(env[key]).password == DEPLOYER_ENV["REDIS_PASSWORD"], (name, key)
+        db = urlsplit(env["MMQ_DATABASE_URL"])
+        assert (db.username, db.password) == (
+            postgres["POSTGRES_USER"],
+            postgres["POSTGRES_PASSWORD"],
+        )
+
+
+def test_env_example_lists_every_variable(raw: dict[str, Any]) -> None:
+    example = (ROOT / ".env.example").read_text()
+    listed = dict(re.findall(r"^#?(\w+)=(.*)$", example, re.M))
+    read = {var for var, _ in placeholders(compose_text())}
+    assert read <= set(listed), f"not in .env.example: {sorted(read - set(listed))}"
+    for var, op in placeholders(compose_text()):
+        if op == ":?":
+            assert listed[var] == "", f"{var}: no sample value a deployer might keep"
+    assert listed["COMPOSE_PROFILES"] in {"gpu", "cpu"}
+    assert ".env" in (ROOT / ".dockerignore").read_text().split(), "passwords into the image"
+
+
+# ---------------------------------------------------------------- services
 
 
 def test_redis_is_durable(services: dict[str, Any]) -> None:
     redis = services["redis"]
     argv = as_argv(redis["command"])
     assert argv[argv.index("--appendonly") + 1] == "yes"
-    assert argv[argv.index("--requirepass") + 1]  # and the workers' URLs carry it:
-    assert services["search-worker"]["environment"]["MMQ_BROKER_URL"].startswith("redis://:")
     assert redis["volumes"] and "healthcheck" in redis
-
-
-def test_every_redis_url_carries_the_servers_password(services: dict[str, Any]) -> None:
-    from urllib.parse import urlsplit
-
-    argv = as_argv(services["redis"]["command"])
-    requirepass = argv[argv.index("--requirepass") + 1]
-    assert requirepass.startswith("${REDIS_PASSWORD")  # set once, by the deployer
-    for name in ["migrate", *WORKERS]:
-        for key in ("MMQ_BROKER_URL", "MMQ_RESULT_BACKEND"):
-            raw = services[name]["environment"][key]
-            assert "${REDIS_PASSWORD" in raw, (name, key)  # the same variable as the server's
-            password = urlsplit(substitute_defaults(raw)).password
-            assert password == substitute_defaults(requirepass), (name, key)
+    # $$ keeps the password out of the file: the shell in the container expands it.
+    assert "$REDIS_PASSWORD" in " ".join(redis["healthcheck"]["test"])
 
 
 def test_postgres_has_pgvector(services: dict[str, Any]) -> None:
     postgres = services["postgres"]
-    assert postgres["image"] == "pgvector/pgvector:pg17"
+    assert postgres["image"].startswith("pgvector/pgvector:")
     assert "pg_isready" in " ".join(as_argv(postgres["healthcheck"]["test"]))
     assert postgres["volumes"]
 
 
-def test_ingest_worker_reserves_gpu(services: dict[str, Any]) -> None:
-    worker = services["ingest-worker"]
-    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+@pytest.mark.parametrize(("name", "port"), [("redis", 6379), ("postgres", 5432)])
+def test_servers_published_on_loopback(services: dict[str, Any], name: str, port: int) -> None:
+    # Producers outside the compose network (mmq.Client on the host) need both servers.
+    [published] = services[name]["ports"]
+    host_ip, host_port, container_port = str(published).rsplit(":", 2)
+    assert host_ip == "127.0.0.1" and int(container_port) == port and host_port
+    # The workers reach the same port inside the network.
+    urls = mmq_env(services["search-worker"])
+    key = "MMQ_BROKER_URL" if name == "redis" else "MMQ_DATABASE_URL"
+    assert urlsplit(urls[key]).port == port
+
+
+def test_publishing_elsewhere_is_a_choice(raw: dict[str, Any]) -> None:
+    services = deployed(raw, REDIS_PUBLISH="10.0.0.5:6380")
+    assert services["redis"]["ports"] == ["10.0.0.5:6380:6379"]
+
+
+def test_only_servers_publish_ports(services: dict[str, Any]) -> None:
+    assert {n for n, s in services.items() if "ports" in s} == {"redis", "postgres"}
+
+
+def test_ingest_profiles(services: dict[str, Any]) -> None:
+    gpu, cpu = services["ingest-worker-gpu"], services["ingest-worker-cpu"]
+    assert gpu["profiles"] == ["gpu"] and cpu["profiles"] == ["cpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
-    env = mmq_env(worker)
-    assert env["MMQ_MODEL"] == CLIP
-    assert env["MMQ_DEVICE"] == "cuda"
+    assert "deploy" not in cpu
+    assert mmq_env(gpu)["MMQ_DEVICE"] == "cuda"
+    assert mmq_env(cpu)["MMQ_DEVICE"] == "cpu"
+    assert as_argv(gpu["command"]) == as_argv(cpu["command"])
+
+
+def test_always_on_services_have_no_profile(services: dict[str, Any]) -> None:
+    for name in SERVICES - set(INGEST):
+        assert "profiles" not in services[name], name
+
+
+def test_images_match_torch_variants(services: dict[str, Any]) -> None:
+    # One tag per variant: two builds under one tag would overwrite each other.
+    variants = {
+        name: (services[name]["image"], services[name]["build"]["args"]["TORCH_VARIANT"])
+        for name in MMQ_SERVICES
+    }
+    assert variants["ingest-worker-gpu"][1] == "cuda"
+    assert {variants[n][1] for n in ("migrate", "ingest-worker-cpu", "search-worker")} == {"cpu"}
+    by_tag: dict[str, set[str]] = {}
+    for image, variant in variants.values():
+        by_tag.setdefault(image, set()).add(variant)
+    assert all(len(v) == 1 for v in by_tag.values()), by_tag
 
 
 def test_workers_serve_the_same_model(services: dict[str, Any]) -> None:
@@ -100,7 +268,38 @@ def test_workers_serve_the_same_model(services: dict[str, Any]) -> None:
     assert mmq_env(services["search-worker"])["MMQ_DEVICE"] == "cpu"
 
 
-@pytest.mark.parametrize("name", ["migrate", *WORKERS])
+def test_one_variable_changes_the_model_everywhere(raw: dict[str, Any]) -> None:
+    services = deployed(raw, MMQ_MODEL="lite")
+    assert {mmq_env(services[name])["MMQ_MODEL"] for name in WORKERS} == {"lite"}
+
+
+def test_media_at_the_same_path_read_only(services: dict[str, Any]) -> None:
+    media = DEPLOYER_ENV["MMQ_MEDIA_DIR"]
+    for name in INGEST:
+        service = services[name]
+        assert mmq_env(service)["MMQ_INGEST_ROOTS"] == media
+        [mount] = [v for v in service["volumes"] if isinstance(v, dict) and v["type"] == "bind"]
+        assert mount["source"] == mount["target"] == media  # host paths work unchanged
+        assert mount["read_only"] is True
+        assert mount["bind"]["create_host_path"] is False
+    assert "MMQ_INGEST_ROOTS" not in mmq_env(services["search-worker"])
+
+
+def test_model_cache_is_the_images_hf_home(services: dict[str, Any]) -> None:
+    hf_home = dockerfile_env()["HF_HOME"]
+    for name in WORKERS:
+        volumes = [v for v in services[name]["volumes"] if isinstance(v, str)]
+        assert f"hf-cache:{hf_home}" in volumes, name
+
+
+def test_mmq_services_drop_privileges(services: dict[str, Any]) -> None:
+    for name in MMQ_SERVICES:
+        assert services[name]["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in services[name]["security_opt"], name
+        assert "user" not in services[name], "the image's USER applies"
+
+
+@pytest.mark.parametrize("name", MMQ_SERVICES)
 def test_mmq_env_keys_are_settings_fields(services: dict[str, Any], name: str) -> None:
     env = mmq_env(services[name])
     assert env, f"{name} sets no MMQ_* variables"
@@ -113,16 +312,14 @@ def test_servers_get_no_mmq_settings(services: dict[str, Any], name: str) -> Non
     assert mmq_env(services[name]) == {}
 
 
-@pytest.mark.parametrize("name", ["migrate", *WORKERS])
+@pytest.mark.parametrize("name", MMQ_SERVICES)
 def test_mmq_env_values_validate(services: dict[str, Any], name: str) -> None:
-    env = mmq_env(services[name])
+    env = {**mmq_env(services[name]), "MMQ_STATE_DIR": dockerfile_env()["MMQ_STATE_DIR"]}
     # Strings, as the environment gives them: Settings parses and validates each one.
     fields: dict[str, Any] = {k.removeprefix("MMQ_").lower(): v for k, v in env.items()}
     settings = Settings(**fields)
-    assert settings.broker_url and settings.broker_url.startswith("redis://:mmq@redis:6379/")
-    assert settings.result_backend and settings.result_backend.startswith(
-        "redis://:mmq@redis:6379/"
-    )
+    assert settings.broker_url and settings.broker_url.startswith("redis://:")
+    assert settings.result_backend and settings.result_backend.startswith("redis://:")
     assert settings.database_url and "@postgres:5432/" in settings.database_url
     assert not settings.needs_embedded
 
@@ -140,7 +337,7 @@ def test_migrate_runs_once_before_workers(services: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "queue"), [("ingest-worker", "ingest"), ("search-worker", "search")]
+    ("name", "queue"), [*((n, "ingest") for n in INGEST), ("search-worker", "search")]
 )
 def test_worker_queues(services: dict[str, Any], name: str, queue: str) -> None:
     argv = as_argv(services[name]["command"])
@@ -148,9 +345,153 @@ def test_worker_queues(services: dict[str, Any], name: str, queue: str) -> None:
     assert argv[argv.index("--queues") + 1] == queue
 
 
+# ---------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined: list[str] = []
+    current = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        current += line.rstrip().removesuffix("\\") + " "
+        if not line.rstrip().endswith("\\"):
+            joined.append(current.strip())
+            current = ""
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in joined]
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instruction, args in dockerfile_instructions():
+        if instruction == "ENV":
+            for pair in shlex.split(args):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def dockerfile_args() -> dict[str, str]:
+    args: dict[str, str] = {}
+    for instruction, rest in dockerfile_instructions():
+        if instruction == "ARG" and "=" in rest:
+            name, value = rest.split("=", 1)
+            args[name] = shlex.split(value)[0]
+    return args
+
+
+def makefile_torch() -> list[str]:
+    match = re.search(r"^TORCH \?= (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert match, "the Makefile's install target pins torch in TORCH"
+    return sorted(match.group(1).split())
+
+
+def test_dockerfile_pins_torch_as_the_makefile() -> None:
+    pins = makefile_torch()
+    assert {Requirement(p).name for p in pins} == {"torch", "torchvision"}
+    assert all(str(Requirement(p).specifier).startswith("==") for p in pins), pins
+    assert sorted(dockerfile_args()["TORCH"].split()) == pins
+
+
+def test_dockerfile_runs_as_a_user() -> None:
+    users = [
+        args.strip() for instruction, args in dockerfile_instructions() if instruction == "USER"
+    ]
+    assert users, "no USER: the workers would run as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    # The user owns only what it writes: the model cache and the state directory.
+    run = " ".join(a for i, a in dockerfile_instructions() if i == "RUN")
+    env = dockerfile_env()
+    assert "useradd" in run and users[-1] in run
+    assert "chown" in run and "$HF_HOME" in run and "$MMQ_STATE_DIR" in run
+    assert env["MMQ_STATE_DIR"] and env["HF_HOME"]
+
+
+def test_dockerfile_variants() -> None:
+    run = " ".join(a for i, a in dockerfile_instructions() if i == "RUN")
+    assert dockerfile_args()["TORCH_VARIANT"] == "cuda"
+    assert re.search(r"cuda\) pip install --no-deps -r \S*requirements-cuda\.txt \$TORCH", run)
+    assert re.search(r"cpu\) pip install --no-deps --index-url \"\$TORCH_CPU_INDEX\" \$TORCH", run)
+    assert dockerfile_args()["TORCH_CPU_INDEX"].endswith("/whl/cpu")
+
+
+def test_dockerfile_installs_only_pinned_packages() -> None:
+    runs = [a for i, a in dockerfile_instructions() if i == "RUN" and "pip install" in a]
+    for run in runs:
+        for command in run.split(";"):
+            if "pip install" in command:
+                assert "--no-deps" in command, command  # nothing resolved at build time
+    assert any("-r /tmp/deploy/requirements.txt" in r for r in runs)
+    assert runs[-1].endswith("pip check")
+    assert re.search(r"pip install --no-deps --no-build-isolation -e \.", runs[-1])
+
+
 def test_dockerfile_installs_project() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert re.search(r"^COPY \. ", text, re.M), "migrations/ must ship beside the package"
-    assert re.search(r"^RUN pip install .*-e \.", text, re.M)
+    assert re.search(r"^COPY \. /app", text, re.M), "migrations/ must ship beside the package"
     assert re.search(r'^CMD \["mmq", "worker"', text, re.M)
+
+
+# ---------------------------------------------------------------- pinned dependencies
+
+
+def test_lock_covers_every_runtime_dependency() -> None:
+    pins, cuda = lock.read_pins(lock.MAIN), lock.read_pins(lock.CUDA)
+    needed = lock.closure(lock.project_requirements(), skip_cuda=True)
+    missing = set(needed) - set(pins) - lock.TORCH_PACKAGES
+    assert not missing, f"unpinned: {sorted(missing)}: run `.venv/bin/python -m deploy.lock`"
+    assert not (set(pins) | set(cuda)) & lock.TORCH_PACKAGES, "torch comes from the Makefile's pins"
+    assert not any(lock.is_cuda_only(name) for name in pins), "the CPU image takes no CUDA"
+    assert cuda and all(lock.is_cuda_only(name) for name in cuda)
+
+
+def test_lock_satisfies_pyproject() -> None:
+    pins = lock.read_pins(lock.MAIN)
+    for req in lock.project_requirements():
+        name = canonicalize_name(req.name)
+        if name not in lock.TORCH_PACKAGES:
+            assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
+
+
+# ---------------------------------------------------------------- the real thing
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` or `docker-compose`, when one is installed (config needs no engine)."""
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def run_compose(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = compose_command()
+    if command is None:
+        pytest.skip("no docker compose installed: the parsing tests above stand in")
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    return subprocess.run(
+        [*command, "--project-directory", str(ROOT), "--env-file", "/dev/null", *args],
+        capture_output=True, text=True, env={**base, **env}, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [*PASSWORDS, "MMQ_MEDIA_DIR"])
+def test_docker_compose_refuses_without(name: str) -> None:
+    env = {k: v for k, v in DEPLOYER_ENV.items() if k != name}
+    result = run_compose(["config", "--quiet"], env)
+    assert result.returncode != 0 and name in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("profile", "worker"), [("gpu", "ingest-worker-gpu"), ("cpu", "ingest-worker-cpu")]
+)
+def test_docker_compose_profiles(profile: str, worker: str) -> None:
+    result = run_compose(["--profile", profile, "config", "--services"], DEPLOYER_ENV)
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == SERVICES - set(INGEST) | {worker}

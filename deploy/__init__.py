@@ -1,0 +1,1 @@
+"""Deployment helpers: the image's pinned dependencies (lock.py)."""
