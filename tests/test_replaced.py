@@ -71,6 +71,22 @@ def test_a_pair_reingested_as_an_image_reports_replaced(
     assert (hit.kind, hit.text) == ("image", None)
 
 
+def test_videos_report_replaced_as_other_items_do(
+    client: Client, workers: Procs, photos: dict[str, Path]
+) -> None:
+    from tests.support.videos import video_bytes
+
+    name = fresh("replaced")
+    clip = IngestItem(video_bytes=video_bytes(seconds=2), external_id="clip.mp4")
+    first = client.ingest([clip], collection=name).result(timeout=120)
+    again = client.ingest([clip], collection=name).result(timeout=120)
+    image = IngestItem(image_path=str(photos["coins"]), external_id="clip.mp4")
+    as_image = client.ingest([image], collection=name).result(timeout=120)
+    assert flags(first) == [("stored", False)] and first.items[0].segments
+    assert flags(again) == [("stored", True)] and flags(as_image) == [("stored", True)]
+    assert first.items[0].item_id == again.items[0].item_id == as_image.items[0].item_id
+
+
 def test_the_same_key_twice_in_one_job_replaces_as_if_stored_in_order(
     client: Client, workers: Procs
 ) -> None:
