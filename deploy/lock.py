@@ -6,6 +6,8 @@ The Dockerfile installs exactly these files with `pip install --no-deps`, then `
 a build gets the versions that were tested, never what an index serves that day. torch and
 torchvision are not here: the Makefile's TORCH pins them, and the Dockerfile repeats them.
 torch's CUDA libraries go to a file of their own, which the CPU image does not install.
+Markers are evaluated for this venv's Python and platform (Linux x86-64, CPython 3.11): the
+image runs the same minor version (tests/test_compose.py checks it).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -425,6 +426,14 @@ def test_dockerfile_installs_only_pinned_packages() -> None:
     assert any("-r /tmp/deploy/requirements.txt" in r for r in runs)
     assert runs[-1].endswith("pip check")
     assert re.search(r"pip install --no-deps --no-build-isolation -e \.", runs[-1])
+
+
+def test_dockerfile_python_is_the_locks() -> None:
+    # deploy/lock.py evaluates markers for this Python (redis needs async-timeout on
+    # Python < 3.11.3): the image must run the same minor version, a later patch.
+    match = re.search(r"^FROM python:(\d+)\.(\d+)-slim", (ROOT / "Dockerfile").read_text(), re.M)
+    assert match, "FROM python:<major>.<minor>-slim..."
+    assert (int(match.group(1)), int(match.group(2))) == sys.version_info[:2]
 
 
 def test_dockerfile_installs_project() -> None:
