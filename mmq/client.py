@@ -144,6 +144,9 @@ class SearchJob:
             with _redis_reached():
                 return SearchResult.model_validate(r.get(timeout=timeout))
         except CeleryTimeout:
+            # Stop listening for it now: left pending, Celery unsubscribes at interpreter
+            # exit, and retries for 20 s if the embedded servers are gone by then.
+            r.backend.remove_pending_result(r)
             raise JobTimeout(f"search {self.id} did not end in {timeout}s") from None
         except Exception as exc:
             if r.state == celery_states.FAILURE:
@@ -221,7 +224,7 @@ class Client:
                 for chunk in chunks
             ]
         except ValidationError as exc:
-            raise BadRequest(f"invalid ingest: {describe_errors(exc, 'ingest')}") from None
+            raise BadRequest(f"invalid ingest: {describe_errors(exc)}") from None
         tasks = [
             records.NewTask(
                 id=str(uuid.uuid4()),
@@ -284,7 +287,7 @@ class Client:
                 min_score=min_score,
             )
         except ValidationError as exc:
-            raise BadRequest(f"invalid search: {describe_errors(exc, 'search')}") from None
+            raise BadRequest(f"invalid search: {describe_errors(exc)}") from None
         with _redis_reached():
             sent = self.app.send_task(
                 SEARCH_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
@@ -296,6 +299,13 @@ class Client:
         with self.tables.conn() as conn:
             is_ingest = records.job_collection(conn, job_id) is not None
         return IngestJob(job_id, self.tables) if is_ingest else SearchJob(job_id, self.app)
+
+    def require_schema(self) -> None:
+        """Unavailable, naming `mmq db upgrade`, when the database has no mmq schema. (Ingest
+        and status find out on their own; a search never reads the database here, and no
+        worker starts on such a database, so it would only wait.)"""
+        with self.tables.conn() as conn:
+            conn.execute("SELECT FROM ingest_jobs LIMIT 0")
 
     def workers(self, queue: str, *, timeout: float = 1.0) -> list[str]:
         """The workers consuming `queue` ("ingest" or "search") now. None means that the
@@ -331,7 +341,7 @@ def _as_item(index: int, item: IngestItem | Mapping[str, Any]) -> IngestItem:
         try:
             parsed = IngestItem.model_validate(dict(item))
         except ValidationError as exc:
-            raise BadRequest(f"item {index}: {describe_errors(exc, 'item')}") from None
+            raise BadRequest(f"item {index}: {describe_errors(exc)}") from None
     # Workers read files: give them absolute paths.
     for field_name in ("image_path", "video_path"):
         path = getattr(parsed, field_name)

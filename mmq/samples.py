@@ -4,6 +4,7 @@ at known times."""
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,8 @@ def photo(name: str) -> Image.Image:
 
 
 def write_photos(folder: Path) -> dict[str, Path]:
-    """Save the bundled photos as PNG files, as a user's own images would be."""
+    """Save the bundled photos as PNG files, as a user's own images would be, with their
+    captions beside them in `captions.csv` (what `mmq ingest --captions` reads)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name in PHOTOS:
@@ -47,6 +49,10 @@ def write_photos(folder: Path) -> dict[str, Path]:
         if not path.exists():
             photo(name).save(path)
         paths[name] = path
+    with open(folder / "captions.csv", "w", newline="", encoding="utf-8") as f:
+        rows = csv.writer(f)
+        rows.writerow(["image", "caption", "source"])
+        rows.writerows([f"{name}.png", caption, "scikit-image"] for name, caption in PHOTOS.items())
     return paths
 
 

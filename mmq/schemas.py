@@ -45,9 +45,15 @@ def _unstorable(value: object) -> str | None:
     return None
 
 
-def describe_errors(exc: ValidationError, whole: str) -> str:
-    """A validation error as one line, field by field (`whole` names a top-level error)."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in exc.errors())
+def describe_errors(exc: ValidationError) -> str:
+    """A validation error as one line, field by field; an error of the whole request by its
+    message alone. Our own checks raise ValueError, which pydantic prefixes with
+    "Value error, ": that prefix is noise here."""
+    parts = []
+    for e in exc.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{'.'.join(map(str, e['loc']))}: {msg}" if e["loc"] else msg)
+    return "; ".join(parts)
 
 
 class _Wire(BaseModel):

@@ -76,7 +76,9 @@ def test_ingest_wait_json_reports_every_item(ingested: tuple[str, list[dict[str,
     photos = {f"{n}.png" for n in FOLDER_PHOTOS}
     assert set(by_id) == photos | {"broken.jpg", "clip.mp4"}
     video = by_id.pop("clip.mp4")
-    assert all(set(line) == {"source", "external_id", "status", "error"} for line in by_id.values())
+    keys = {"source", "external_id", "status", "replaced", "error"}
+    assert all(set(line) == keys for line in by_id.values())
+    assert not any(line["replaced"] for line in lines)  # a new collection: nothing replaced
     # 3 s with a 2 s minimum segment (MMQ_VIDEO_MIN_SEGMENT_S): no cut fits, so one segment.
     assert (video["status"], video["error"], video["duration_s"], video["segments"]) == (
         "stored",
@@ -196,6 +198,28 @@ def test_ingest_captions_as_pairs_and_status(folder: Path, workers: Procs) -> No
     assert hits[0]["metadata"]["captions"] == [PHOTOS["chelsea"], "a photo of chelsea"]
 
 
+def test_same_id_from_another_folder_is_reported_replaced(
+    photos: dict[str, Path], workers: Procs, tmp_path: Path
+) -> None:
+    # The trip1/IMG_0001.jpg (a cat), then trip2/IMG_0001.jpg (a rocket): one id.
+    for trip, photo in (("trip1", "chelsea"), ("trip2", "rocket")):
+        (tmp_path / trip).mkdir()
+        shutil.copy(photos[photo], tmp_path / trip / "IMG_0001.png")
+    name = fresh("cli")
+    first = mmq("ingest", str(tmp_path / "trip1"), "--collection", name, "--wait")
+    assert re.match(r"1 stored, 0 failed in collection", first.stdout), first.stdout
+    second = mmq(
+        "ingest", str(tmp_path / "trip2"), "--collection", name, "--wait",
+        "--metadata", '{"trip": 2}',
+    )  # fmt: skip
+    assert re.match(r"1 stored, 1 replaced, 0 failed in collection", second.stdout)
+    assert "replaced: items of the collection had the same ids" in second.stderr
+    assert re.search(r"^ingest job [0-9a-f-]{36}$", second.stderr, re.M)  # for `mmq status`
+    found = mmq("search", "--collection", name, "--text", "x", "--filter", '{"trip": 2}', "--json")
+    hits = json.loads(found.stdout)
+    assert [(h["external_id"], h["metadata"]) for h in hits] == [("IMG_0001.png", {"trip": 2})]
+
+
 def test_eval_json(photos: dict[str, Path], workers: Procs, tmp_path: Path) -> None:
     # All 14 demo photos, one caption each: more than 10 images, so R@10 can fall short.
     folder = tmp_path / "eval"
@@ -250,6 +274,30 @@ def test_db_upgrade_is_idempotent(fresh_database_url: str, urls: Urls) -> None:
     assert schema_snapshot(fresh_database_url) == before
     with connect(fresh_database_url) as conn:
         assert conn.execute("SELECT id, collection FROM ingest_jobs").fetchall() == [("j1", "c")]
+
+
+def test_every_command_on_an_unmigrated_database_says_to_upgrade(
+    fresh_database_url: str, urls: Urls, folder: Path
+) -> None:
+    # A broker database no worker listens on: the search waits on nobody, as it would if
+    # the workers had refused to start on this database.
+    quiet = urls.broker_url.rsplit("/", 1)[0]
+    env = {
+        **os.environ,
+        "MMQ_DATABASE_URL": fresh_database_url,
+        "MMQ_BROKER_URL": f"{quiet}/7",
+        "MMQ_RESULT_BACKEND": f"{quiet}/8",
+    }
+    fix = "unavailable: the database has no mmq schema: run `mmq db upgrade`\n"
+    t0 = time.monotonic()
+    for argv in (
+        ["ingest", str(folder / "chelsea.png"), "--collection", "c"],
+        ["search", "--collection", "c", "--text", "a cat"],
+        ["status", "0a1b2c"],
+    ):
+        out = mmq(*argv, env=env, check=False)
+        assert (out.returncode, out.stderr) == (6, f"mmq {argv[0]}: {fix}"), argv
+    assert time.monotonic() - t0 < 30  # the search's part: within seconds, not its timeout
 
 
 # `mmq demo` as it prints: each query's title and its hits (rank order:

@@ -128,7 +128,7 @@ def test_an_invalid_search_is_refused_before_it_is_sent(offline_client: Client) 
         (
             ["status", "0a1b2c"],
             6,
-            'mmq status: unavailable: cannot reach PostgreSQL: connection failed: connection to '
+            "mmq status: unavailable: cannot reach PostgreSQL: connection failed: connection to "
             'server at "127.0.0.1", port 1 failed: Connection refused',
         ),
         (
@@ -136,6 +136,44 @@ def test_an_invalid_search_is_refused_before_it_is_sent(offline_client: Client) 
             3,
             "mmq search: bad_request: --weights 'image:1': expected NAME=NUMBER,... "
             "(image=0.3,text=0.7)",
+        ),
+        # The first hour's mistakes (issue: "no hangs, no tracebacks").
+        (
+            ["search", "--collection", "c"],
+            3,
+            "mmq search: bad_request: invalid search: a search needs text, an image, or a vector",
+        ),
+        (
+            ["search", "--collection", "c", "--image", "/nonexistent/query.jpg"],
+            4,
+            "mmq search: not_found: no such image file: /nonexistent/query.jpg",
+        ),
+        (
+            ["search", "--collection", "c", "--text", "x", "--filter", "{split: dev}"],
+            3,
+            "mmq search: bad_request: --filter is not JSON: Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1)",
+        ),
+        (
+            ["search", "--collection", "c", "--text", "x", "--filter", '["x"]'],
+            3,
+            'mmq search: bad_request: --filter must be a JSON object, e.g. {"split": "dev"}',
+        ),
+        (
+            ["search", "--collection", "c", "--text", "x", "--targets", "images"],
+            3,
+            "mmq search: bad_request: --targets 'images': use kinds from image, text, pair, video",
+        ),
+        (
+            ["ingest", __file__, "--collection", "c", "--captions", "/nonexistent/c.csv"],
+            4,
+            "mmq ingest: not_found: no such captions file: /nonexistent/c.csv",
+        ),
+        (
+            ["ingest", __file__, "--collection", "c", "--metadata", "{split: dev}"],
+            3,
+            "mmq ingest: bad_request: --metadata is not JSON: Expecting property name enclosed "
+            "in double quotes: line 1 column 2 (char 1)",
         ),
     ],
 )

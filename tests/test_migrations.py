@@ -51,7 +51,10 @@ def test_a_worker_on_an_unmigrated_database_says_how_to_fix_it(fresh_database_ur
     from mmq.store.migrate import require_schema
 
     engine = create_engine(fresh_database_url)
-    with pytest.raises(Unavailable, match="run `mmq db upgrade`"):
+    with pytest.raises(Unavailable, match="no mmq schema: run `mmq db upgrade`"):
+        require_schema(engine)
+    upgrade(fresh_database_url, "0004")  # an older mmq's schema: one column short
+    with pytest.raises(Unavailable, match="at revision 0004, this mmq needs .*: run `mmq db"):
         require_schema(engine)
     upgrade(fresh_database_url)
     require_schema(engine)

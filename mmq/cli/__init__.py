@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from mmq.errors import MmqError
@@ -32,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--collection", required=True)
     p.add_argument("--captions", help="CSV with columns image,caption: stored as image+text pairs")
+    p.add_argument("--metadata", help='JSON object stored with every item, e.g. {"split": "dev"}')
     p.add_argument("--fusion", choices=["sum", "concat", "attention"])
     p.add_argument("--wait", action="store_true", help="wait until every item is stored")
     p.add_argument("--json", action="store_true", help="with --wait: one JSON object per item")
     p.add_argument("--timeout", type=float, default=3600.0)
+    _if_no_worker(p, default="wait")
 
     p = sub.add_parser("search", help="text, image or composed query")
     p.add_argument("--collection", required=True)
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, help="drop hits (and segments) scoring less")
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0)
+    _if_no_worker(p, default="exit")
 
     p = sub.add_parser("status", help="state of a job")
     p.add_argument("job_id")
@@ -83,16 +88,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _if_no_worker(p: argparse.ArgumentParser, *, default: str) -> None:
+    p.add_argument(
+        "--if-no-worker",
+        choices=["wait", "exit"],
+        default=default,
+        help="when no worker consumes the queue after a few seconds: say so and keep "
+        f"waiting, or exit (default: {default})",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. mmq's own errors end it with one line on stderr and the exit status
     of their kind (mmq/errors.py); anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        # Exit in order on SIGTERM as on Ctrl-C, so that this process leaves the embedded
+        # servers' users (a worker installs its own handlers over this one).
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         return _run(args)
     except MmqError as exc:
         print(f"mmq {args.command}: {exc.kind}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"mmq {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,12 +6,17 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
+from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE
 from mmq.client import Client, IngestJob
 from mmq.config import get_settings
-from mmq.errors import BadRequest
+from mmq.errors import BadRequest, JobTimeout, Unavailable
 from mmq.schemas import ALL_KINDS, Hit, ItemKind
+
+# Most jobs have visibly started by then; only one that has not pays for asking the workers.
+STALL_S = 2.0
 
 
 def db(args: argparse.Namespace) -> int:
@@ -28,8 +33,9 @@ def db(args: argparse.Namespace) -> int:
 def ingest(args: argparse.Namespace) -> int:
     from mmq.cli.sources import file_items, read_captions
 
+    metadata = _json_object("--metadata", args.metadata)
     captions = read_captions(args.captions) if args.captions else None
-    items = file_items(args.paths, captions)
+    items = file_items(args.paths, captions, metadata=metadata)
     if not items:
         print("no images or videos found", file=sys.stderr)
         return 1
@@ -39,22 +45,31 @@ def ingest(args: argparse.Namespace) -> int:
     if not args.wait:
         print(job.id)
         return 0
-    wait_with_progress(job, args.timeout, quiet=args.json)
-    result = job.result(timeout=args.timeout)
+    print(f"ingest job {job.id}", file=sys.stderr)  # for `mmq status` later, or elsewhere
+    wait_with_progress(job, args.timeout, quiet=args.json, watch=_watch(client, INGEST_QUEUE, args))
+    result = job.result(timeout=max(0.0, args.timeout - (time.monotonic() - t0)))
     seconds = time.monotonic() - t0
     for item in result.items:
         if args.json:
-            line = {k: getattr(item, k) for k in ("source", "external_id", "status", "error")}
+            keys = ("source", "external_id", "status", "replaced", "error")
+            line = {k: getattr(item, k) for k in keys}
             if item.duration_s is not None:
                 line |= {"duration_s": item.duration_s, "segments": item.segments}
             print(json.dumps(line))
         elif item.status == "failed":
             print(f"failed: {item.source}: {item.error}", file=sys.stderr)
     if not args.json:
+        replaced = f"{result.replaced} replaced, " if result.replaced else ""
         print(
-            f"{result.stored} stored, {result.failed} failed in collection {args.collection!r} "
-            f"in {seconds:.1f}s"
+            f"{result.stored} stored, {replaced}{result.failed} failed in collection "
+            f"{args.collection!r} in {seconds:.1f}s"
         )
+        if result.replaced:
+            print(
+                "replaced: items of the collection had the same ids (a file's id is its path "
+                "relative to the folder given, or its name): --json lists them",
+                file=sys.stderr,
+            )
         video_s = sum(i.duration_s or 0.0 for i in result.items)
         if video_s:
             print(
@@ -64,10 +79,15 @@ def ingest(args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 2
 
 
-def wait_with_progress(job: IngestJob, timeout: float, *, quiet: bool) -> None:
+def wait_with_progress(
+    job: IngestJob, timeout: float, *, quiet: bool, watch: Callable[[str], None] | None = None
+) -> None:
+    """A progress bar until every item ended. `watch(job_id)` is called once if nothing has
+    ended after STALL_S: the moment to ask whether any worker consumes the queue at all."""
     from tqdm import tqdm
 
-    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    deadline = t0 + timeout
     done, total = job.progress()
     with tqdm(total=total, unit="item", disable=quiet, file=sys.stderr, desc="ingest") as bar:
         while time.monotonic() < deadline:
@@ -75,7 +95,26 @@ def wait_with_progress(job: IngestJob, timeout: float, *, quiet: bool) -> None:
             bar.update(done - bar.n)
             if done == total:
                 return
+            if watch is not None and done == 0 and time.monotonic() - t0 > STALL_S:
+                watch(job.id)
+                watch = None
             time.sleep(0.2)
+
+
+def _watch(client: Client, queue: str, args: argparse.Namespace) -> Callable[[str], None]:
+    """What to do when a job has waited STALL_S: if the database has no schema or no worker
+    consumes the queue, say so, then exit or keep waiting as `--if-no-worker` asks."""
+
+    def watch(job_id: str) -> None:
+        client.require_schema()  # without it no worker starts: say what to do about that
+        try:
+            client.require_worker(queue)
+        except Unavailable as exc:
+            if args.if_no_worker == "exit":
+                raise Unavailable(f"{exc} (job {job_id} stays queued)") from None
+            print(f"mmq {args.command}: {exc}; waiting for one (job {job_id})", file=sys.stderr)
+
+    return watch
 
 
 def search(args: argparse.Namespace) -> int:
@@ -92,7 +131,13 @@ def search(args: argparse.Namespace) -> int:
         segments=args.segments,
         min_score=args.min_score,
     )
-    result = job.result(timeout=args.timeout)
+    try:
+        result = job.result(timeout=min(STALL_S, args.timeout))
+    except JobTimeout:
+        if args.timeout <= STALL_S:
+            raise
+        _watch(client, SEARCH_QUEUE, args)(job.id)
+        result = job.result(timeout=args.timeout - STALL_S)
     hits = [hit_json(h) for h in result.hits]
     if args.json:
         print(json.dumps(hits, indent=2))
@@ -153,14 +198,18 @@ def _parse_targets(raw: str) -> list[ItemKind]:
 
 
 def _parse_filter(raw: str | None) -> dict[str, Any] | None:
+    return _json_object("--filter", raw)
+
+
+def _json_object(flag: str, raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"--filter is not JSON: {exc}") from None
+        raise BadRequest(f"{flag} is not JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise BadRequest('--filter must be a JSON object, e.g. {"split": "dev"}')
+        raise BadRequest(f'{flag} must be a JSON object, e.g. {{"split": "dev"}}')
     return value
 
 

@@ -56,7 +56,13 @@ def read_captions(path: str | Path) -> Captions:
     The column `captions` cannot be given: it is where the captions themselves are kept."""
     captions: dict[str, list[str]] = defaultdict(list)
     columns: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    with open(path, newline="", encoding="utf-8") as f:
+    try:
+        f = open(path, newline="", encoding="utf-8")  # closed by the `with` below
+    except FileNotFoundError:
+        raise NotFound(f"no such captions file: {path}") from None
+    except OSError as exc:
+        raise BadRequest(f"cannot read the captions file {path}: {exc.strerror}") from None
+    with f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
             raise BadRequest(f"{path}: expected the columns image,caption")

@@ -205,7 +205,7 @@ def invalid_item(index: int, raw: object, exc: ValidationError) -> ItemResult:
     external_id = fields.get("external_id")
     external_id = _printable(external_id[:512]) if isinstance(external_id, str) else None
     source = fields.get("image_path") or fields.get("video_path") or external_id
-    error = InvalidInput(f"invalid item: {describe_errors(exc, 'item')}")
+    error = InvalidInput(f"invalid item: {describe_errors(exc)}")
     return ItemResult(
         index=index,
         source=_printable(str(source)[:200]) if source else f"<item {index}>",

@@ -150,7 +150,7 @@ class IngestTasks:
         try:
             return RawIngestRequest.model_validate(claim.request)
         except ValidationError as exc:
-            error = BadRequest(f"invalid request: {describe_errors(exc, 'request')}")
+            error = BadRequest(f"invalid request: {describe_errors(exc)}")
             claims.fail_pending(session_conn(session), pending, describe(error))
             return None
 

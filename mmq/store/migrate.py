@@ -30,7 +30,17 @@ def downgrade(database_url: str, revision: str = "base") -> None:
 
 
 def require_schema(engine: Engine) -> None:
-    """Fail with the fix in the message when migrations were never run on this database."""
+    """Fail with the fix in the message when migrations were never run on this database, or
+    not up to this mmq's newest one (a worker would fail on its first write otherwise)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
     with engine.connect() as conn:
-        if conn.scalar(text("SELECT to_regclass('items')")) is None:
+        if conn.scalar(text("SELECT to_regclass('alembic_version')")) is None:
             raise Unavailable("the database has no mmq schema: run `mmq db upgrade`")
+        current = conn.scalar(text("SELECT version_num FROM alembic_version"))
+    if current != head:
+        raise Unavailable(
+            f"the database schema is at revision {current}, this mmq needs {head}: "
+            "run `mmq db upgrade`"
+        )
