@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +124,19 @@ def test_search_text_output(ingested: tuple[str, list[dict[str, Any]]]) -> None:
     assert len(lines) == 2, out.stdout
     assert re.fullmatch(r"   1\. \d\.\d{3}  image  coffee\.png", lines[0]), lines
     assert re.fullmatch(r"   2\. \d\.\d{3}  image  \w+\.png", lines[1]), lines
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_no_error(
+    ingested: tuple[str, list[dict[str, Any]]],
+) -> None:
+    # `mmq search --json | head -1`: head exits before mmq writes.
+    name, _ = ingested
+    argv = [sys.executable, "-m", "mmq.cli", "search", "--collection", name, "--text", "x"]
+    proc = subprocess.Popen([*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert (proc.wait(timeout=120), err) == (141, "")
 
 
 def test_search_of_a_missing_collection_is_not_found(workers: Procs) -> None:

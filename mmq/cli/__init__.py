@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -116,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmq {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mmq search --json | head`: the reader has all it wanted
+        # Python flushes stdout again at exit: point it somewhere that cannot break.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)
