@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -105,6 +105,7 @@ def run_train(args: argparse.Namespace) -> int:
         "seconds": {"features": round(t1 - t0, 1), "training": round(time.monotonic() - t1, 1)},
         **result.card(),
     }
+    card["calibration"] = _calibrate(result.head, pairs, val, Path(args.out), config.seed)
     digest = save_head(Path(args.out), result.head, card)
     # The held-out images, for `mmq eval --only`: the honest test set of this head.
     if len(val):  # for `mmq eval --only`
@@ -112,6 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**card, "head_hash": digest}))
     else:
+        print(f"calibration: {card['calibration']}")
         print(
             f"head {digest} written to {args.out} (best step {result.best_step}); "
             f"serve it with MMQ_MODEL=lite+head:{Path(args.out).resolve()}"
@@ -141,6 +143,29 @@ def _extra_pairs(encoder: LiteConseEncoder, images: Path, captions_csv: Path, ca
         text_features(encoder, texts, cache),
         np.array([index[r["image"]] for r in rows]),
     )
+
+
+def _calibrate(head: Any, pairs: Pairs, val: np.ndarray, out: Path, seed: int) -> str:
+    """Fit the head's score calibration on its held-out images and write it beside the
+    head; say where it is, or why there is none (a search then ranks by raw cosines)."""
+    from mmq.encoders.calibration import FILE, save_calibration
+    from mmq.training.calibration import MIN_HELD_OUT, fit_for_head, fit_summary
+
+    (out / FILE).unlink(missing_ok=True)  # an earlier head's would not fit this one
+    fitted = fit_for_head(head, pairs, val, seed=seed)
+    if fitted is None:
+        return (
+            f"none: fewer than {MIN_HELD_OUT} held-out images (--val-fraction); scores of "
+            "different item kinds are raw cosines, not comparable"
+        )
+    maps, report = fitted
+    about = {
+        "data": f"the head's {len(val)} held-out images and their captions",
+        "command": "mmq train",
+        "fits": fit_summary(report),
+    }
+    save_calibration(out / FILE, maps, about)
+    return f"{FILE}: fitted on the {len(val)} held-out images"
 
 
 def _recalls(metrics: dict[str, float]) -> dict[str, float]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mmq.encoders.calibration import FILE, Calibration, load_optional
 from mmq.encoders.lite_conse import LiteConseEncoder
 from mmq.errors import NotFound
 
@@ -43,6 +44,11 @@ class LiteEncoder(LiteConseEncoder):
         self._head, self.card = load_head(self.head_dir)
         self._head.to(self.device)
         self.version = f"{self.version}+head-{head_hash(self.head_dir)}"
+
+    def _load_calibration(self) -> Calibration:
+        # The head's own, beside its weights (`mmq train` writes one when it holds images
+        # out); none: the identity, raw cosines. ConSE's would not fit another head's space.
+        return load_optional(self.head_dir / FILE)
 
     def _encode_prepared(self, prepared: Any) -> np.ndarray:
         import torch

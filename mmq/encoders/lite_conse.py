@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmq.encoders.base import Encoder, hash_files, l2_normalize
+from mmq.encoders.calibration import IDENTITY, Calibration, load_calibration
 from mmq.encoders.chinese import shipped_glosser
 from mmq.encoders.preprocess import Recipe, nvjpeg_works, prepare
 from mmq.media import Picture
@@ -26,6 +27,8 @@ IMAGE_SIZE = 224
 MEAN, STD = 0.498, 0.502
 RECIPE = Recipe(IMAGE_SIZE, (IMAGE_SIZE, IMAGE_SIZE), (MEAN,) * 3, (STD,) * 3)
 TEXT_MAX_TOKENS = 256
+# Fitted by `python -m benchmarks.kind_bias --fit` (encoders/calibration.py).
+CALIBRATION = Path(__file__).parent / "calibrations" / "lite-conse.json"
 
 
 class LiteConseEncoder(Encoder):
@@ -37,6 +40,9 @@ class LiteConseEncoder(Encoder):
     cut_distance = 0.3
     dim = 384
     decode_side = IMAGE_SIZE
+    # Scores of different item kinds made comparable; set by `load()`. Not part of the
+    # version: it reorders results at query time and leaves stored vectors alone.
+    calibration: Calibration = IDENTITY
 
     def __init__(self, device: str = "auto", cache_dir: Path | None = None) -> None:
         super().__init__(device)
@@ -72,6 +78,10 @@ class LiteConseEncoder(Encoder):
         self._dtype = torch.float16 if self.device == "cuda" else torch.float32
         self.labels: list[str] = list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
         self._label_vectors = self._load_label_vectors()
+        self.calibration = self._load_calibration()
+
+    def _load_calibration(self) -> Calibration:
+        return load_calibration(CALIBRATION)
 
     def _load_label_vectors(self) -> np.ndarray:
         """Text embeddings of the 1,000 class prompts, computed once and cached on disk."""
