@@ -20,7 +20,6 @@ from mmq.encoders.calibration import (
     ITEM_KINDS,
     QUERY_KINDS,
     Calibration,
-    calibration_of,
     load_calibration,
     load_optional,
     query_kind,
@@ -150,7 +149,6 @@ def test_the_identity_and_what_is_not_calibrated(tmp_path: Path) -> None:
         2.0,
         -0.5,
     )
-    assert calibration_of(object()) is IDENTITY  # e.g. a clip: checkpoint
     assert (query_kind(text=True, image=False), query_kind(text=False, image=True)) == (
         "text",
         "image",
@@ -202,9 +200,9 @@ def test_calibration_is_not_part_of_the_model_version(
         shutil.copy(SHIPPED_HEAD / name, bare / name)
     plain = LiteEncoder(str(bare), device="cpu", cache_dir=state_dir / "cache").load()
     assert plain.version == encoder.version
-    assert calibration_of(plain) is IDENTITY
-    assert calibration_of(encoder) == load_calibration(SHIPPED_HEAD / FILE)
-    assert not calibration_of(encoder).is_identity
+    assert plain.calibration is IDENTITY
+    assert encoder.calibration == load_calibration(SHIPPED_HEAD / FILE)
+    assert not encoder.calibration.is_identity
 
 
 @pytest.mark.slow

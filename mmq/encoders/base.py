@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mmq.encoders.calibration import IDENTITY, Calibration
 from mmq.errors import MmqError, Unavailable
 from mmq.media import Picture
 
@@ -81,6 +82,10 @@ class Encoder(ABC):
     # True where the encoder decodes JPEGs on its own device (a GPU): ingest then hands
     # JPEGs over undecoded, once their headers passed the checks (mmq.media.EncodedJpeg).
     decodes_jpeg: bool = False
+    # How search makes scores of different item kinds comparable (encoders/calibration.py).
+    # A model that ships one sets it in `_load`; the identity (raw cosines) otherwise. Not
+    # part of the version: it reorders results at query time, stored vectors stay valid.
+    calibration: Calibration = IDENTITY
 
     def __init__(self, device: str = "auto") -> None:
         self.requested_device = device

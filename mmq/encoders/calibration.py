@@ -106,13 +106,6 @@ def save_calibration(path: Path, maps: Maps, about: Mapping[str, Any]) -> None:
     load_calibration(path)  # what we write must load
 
 
-def calibration_of(encoder: object) -> Calibration:
-    """The calibration an encoder serves: its `calibration` attribute (the lite models set
-    it when they load), or the identity for a model that has none (`clip:` checkpoints)."""
-    found = getattr(encoder, "calibration", IDENTITY)
-    return found if isinstance(found, Calibration) else IDENTITY
-
-
 def _affine(value: Any) -> Affine:
     slope, offset = (float(v) for v in value)
     if not (math.isfinite(slope) and math.isfinite(offset) and slope > 0):

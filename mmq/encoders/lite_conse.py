@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmq.encoders.base import Encoder, hash_files, l2_normalize
-from mmq.encoders.calibration import IDENTITY, Calibration, load_calibration
+from mmq.encoders.calibration import Calibration, load_calibration
 from mmq.encoders.chinese import shipped_glosser
 from mmq.encoders.preprocess import Recipe, nvjpeg_works, prepare
 from mmq.media import Picture
@@ -40,9 +40,6 @@ class LiteConseEncoder(Encoder):
     cut_distance = 0.3
     dim = 384
     decode_side = IMAGE_SIZE
-    # Scores of different item kinds made comparable; set by `load()`. Not part of the
-    # version: it reorders results at query time and leaves stored vectors alone.
-    calibration: Calibration = IDENTITY
 
     def __init__(self, device: str = "auto", cache_dir: Path | None = None) -> None:
         super().__init__(device)

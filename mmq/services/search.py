@@ -1,13 +1,16 @@
 """Search: encode the query once → fuse → ANN on the collection's HNSW indexes.
 
 Images, texts and pairs are found on the items index; videos through their segments' index,
-ranked by their best segment. Both are cosines in one space, so they merge by score.
+ranked by their best segment. A hit's score is its cosine (times the query's scale) put on
+the text→image scale by the model's calibration of its (query kind, item kind) pair
+(mmq/encoders/calibration.py), so that hits of every kind merge by one comparable score.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -15,12 +18,30 @@ from sqlalchemy.orm import Session
 from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.encoders.base import l2_normalize
+from mmq.encoders.calibration import IDENTITY, Calibration, query_kind
 from mmq.errors import BadRequest
 from mmq.media import clean_text, decode_image
 from mmq.schemas import Hit, SearchRequest, SearchResult, SegmentHit
 from mmq.services.vectors import query_vector
 from mmq.store import repository, segments
 from mmq.store.tables import Collection
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A hit's score from its cosine distance: the cosine times the query's scale (a
+    weighted concat query), then the calibration's map for (query kind, item kind)."""
+
+    scale: float
+    calibration: Calibration
+    query_kind: str | None  # None: a raw vector, not calibrated
+    fusion: str
+
+    def __call__(self, distance: float, item_kind: str) -> float:
+        cosine = (1.0 - distance) * self.scale
+        return self.calibration.apply(
+            cosine, query_kind=self.query_kind, item_kind=item_kind, fusion=self.fusion
+        )
 
 
 def search(
@@ -30,6 +51,7 @@ def search(
     t0 = time.perf_counter()
     collection = repository.get_collection(session=session, name=request.collection)
     encoded_text = None
+    calibration = IDENTITY  # a raw vector: which scale its cosines are on is not known
     if request.vector is not None:
         query = np.asarray(request.vector, dtype=np.float32)
         if not np.isfinite(query).all() or not np.any(query):
@@ -44,14 +66,22 @@ def search(
             method=request.fusion,
             weights=request.weights,
         )
+        # The collection's model is the encoder's (checked above): so is the calibration.
+        calibration = encoder.calibration
+    score = Scorer(
+        scale,
+        calibration,
+        query_kind(text=request.text is not None, image=request.image_bytes is not None),
+        collection.fusion,
+    )
     t1 = time.perf_counter()
     ef_search = request.ef_search or settings.ef_search
     hits: list[Hit] = []
     item_kinds = [kind for kind in request.targets if kind != "video"]
     if item_kinds:
-        hits += item_hits(session, collection, query, scale, request, item_kinds, ef_search)
+        hits += item_hits(session, collection, query, score, request, item_kinds, ef_search)
     if "video" in request.targets:
-        hits += video_hits(session, collection, query, scale, request, ef_search)
+        hits += video_hits(session, collection, query, score, request, ef_search)
     session.commit()
     t2 = time.perf_counter()
     if request.min_score is not None:
@@ -71,32 +101,50 @@ def item_hits(
     session: Session,
     collection: Collection,
     query: np.ndarray,
-    scale: float,
+    score: Scorer,
     request: SearchRequest,
     kinds: Sequence[str],
     ef_search: int,
 ) -> list[Hit]:
-    """The k nearest images, texts and pairs on the collection's items index."""
-    rows = repository.search_items(
-        session=session,
-        collection=collection,
-        query=query,
-        kinds=kinds,
-        k=request.k,
-        filter=request.filter,
-        ef_search=ef_search,
-    )
+    """The k best images, texts and pairs by calibrated score.
+
+    Calibration is an increasing map per kind, so a kind's k nearest are its k best, and
+    the k best of all are among the kinds' k nearest merged. One ANN query over all the
+    kinds comes first; a kind gets a query of its own only if its items not found yet
+    (none nearer than the farthest found) could still outscore the k-th hit found once
+    calibrated. With the identity (raw vectors, models without a calibration) that is
+    never; a text query usually needs one more, for images (docs/models.md measures it)."""
+
+    def nearest(of: Sequence[str]) -> list[repository.HitRow]:
+        return repository.search_items(
+            session=session,
+            collection=collection,
+            query=query,
+            kinds=of,
+            k=request.k,
+            filter=request.filter,
+            ef_search=ef_search,
+        )
+
+    found = {r.item_id: r for r in nearest(kinds)}
+    # Fewer than k found: the collection has no more of these kinds (under the filter).
+    if len(found) >= request.k:
+        farthest = max(r.distance for r in found.values())
+        kth = min(score(r.distance, r.kind) for r in found.values())
+        for kind in kinds:
+            if score(farthest, kind) > kth:
+                found.update((r.item_id, r) for r in nearest([kind]))
     return [
         Hit(
             item_id=r.item_id,
             external_id=r.external_id,
-            score=(1.0 - r.distance) * scale,
+            score=score(r.distance, r.kind),
             kind=r.kind,  # type: ignore[arg-type]
             uri=r.uri,
             text=r.text,
             metadata=r.metadata,
         )
-        for r in rows
+        for r in found.values()
     ]
 
 
@@ -104,12 +152,13 @@ def video_hits(
     session: Session,
     collection: Collection,
     query: np.ndarray,
-    scale: float,
+    score: Scorer,
     request: SearchRequest,
     ef_search: int,
 ) -> list[Hit]:
     """The k videos whose best segment is nearest, each with that segment's time range
-    (and, with segments="all", every segment scoring at least min_score)."""
+    (and, with segments="all", every segment scoring at least min_score). Segment vectors
+    are image vectors: a video's scores take the calibration of images."""
     best = segments.best_segments(
         session=session,
         collection=collection,
@@ -132,7 +181,7 @@ def video_hits(
                     start_s=s.start_s,
                     end_s=s.end_s,
                     keyframe_s=s.keyframe_s,
-                    score=(1.0 - s.distance) * scale,
+                    score=score(s.distance, "video"),
                 )
                 for s in found
             ]
@@ -141,7 +190,7 @@ def video_hits(
         Hit(
             item_id=b.item_id,
             external_id=videos[b.item_id].external_id,
-            score=(1.0 - b.distance) * scale,
+            score=score(b.distance, "video"),
             kind="video",
             uri=videos[b.item_id].uri,
             text=None,
