@@ -256,6 +256,13 @@ class SegmentHit(_Wire):
 
 
 class Hit(_Wire):
+    """One item found. `score` is the cosine to the query put on the text→image scale by
+    the model's calibration of this (query kind, item kind) pair, so hits of different
+    kinds compare (docs/models.md, "Scores across item kinds"): a text query's image and
+    video hits score their cosine, other pairs a calibrated value (an image finding itself
+    scores below 1). A raw vector query, or a model without a calibration, scores cosines.
+    `min_score` and `SegmentHit.score` are on the same scale."""
+
     item_id: int
     external_id: str | None
     score: float
