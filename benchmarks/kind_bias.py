@@ -17,9 +17,12 @@ all, and four sets of queries run against it, each with one kind of relevant ite
 - photo → caption: the photos of the text items (not stored); relevant: their captions.
 
 It prints, per query set, R@1/5/10 of a relevant item and the share of the top-10 slots
-taken by each kind: raw cosines, calibrated, and the relevant kind stored alone (what a
-perfect calibration cannot beat). Scores are computed exactly (numpy), as search computes
-them with the default `sum` fusion; the mean over `--splits` splits × 2 folds.
+taken by each kind: raw cosines; calibrated; calibrated from the non-relevant scores only
+("noise only", the other fit mmq/training/calibration.py describes); for `lite`, calibrated
+on the images its head was trained on (what `--val-fraction 0` would give); and the
+relevant kind stored alone (what a perfect calibration cannot beat). Scores are computed
+exactly (numpy), as search computes them with the default `sum` fusion; the mean over
+`--splits` splits × 2 folds.
 
 `--fit` writes the calibrations the models ship with: `lite`'s is fitted, for each split,
 on the held-out half with the recipe's head trained on the other half (cosines of photos a
@@ -83,20 +86,24 @@ def main() -> int:
     conse = l2_normalize(data.images[:, -data.texts.shape[1] :])
     for model in ("lite", "lite-conse"):
         results: dict[tuple[str, str], list[list[float]]] = {}
+        cosines: dict[tuple[str, str], list[list[float]]] = {}
         for seed in range(args.splits):
             train, held = split_by_image(len(names), 0.5, seed)
             vectors = conse if model == "lite-conse" else _recipe(data, extra, train, seed)
             folds = np.array_split(np.random.default_rng(seed).permutation(held), 2)
             for fit_on, measure_on in ((folds[0], folds[1]), (folds[1], folds[0])):
-                fits = {
-                    how: fit_calibration(
-                        vectors[fit_on], *_captions_of(data, fit_on), relevance=relevance
-                    )[0]["sum"]
-                    for how, relevance in (("calibrated", True), ("noise only", False))
-                }
+                fits = {}
+                for how, relevance in (("calibrated", True), ("noise only", False)):
+                    fits[how], report = _fit(data, vectors, fit_on, relevance=relevance)
+                    if relevance:
+                        _collect(cosines, report, "held-out images")
+                if model == "lite":  # fitted on the images the head was trained on
+                    fits["fit on training images"], report = _fit(data, vectors, train)
+                    _collect(cosines, report, "training images")
                 for name, row in measure(data, vectors, measure_on, fits, seed).items():
                     results.setdefault(name, []).append(row)
         _print(model, results, args.splits)
+        _print_cosines(cosines)
     if args.fit:
         ship(data, extra, conse, args.splits)
     return 0
@@ -213,6 +220,39 @@ def _imagenet(encoder: LiteConseEncoder, cache: Path) -> Pairs | None:
     )
 
 
+def _fit(
+    data: Pairs, vectors: np.ndarray, images: np.ndarray, *, relevance: bool = True
+) -> tuple[Any, dict[str, Any]]:
+    """The `sum` maps fitted on these images and their captions, and how they were fitted."""
+    maps, report = fit_calibration(
+        vectors[images], *_captions_of(data, images), relevance=relevance
+    )
+    return maps["sum"], report["sum"]
+
+
+def _collect(
+    cosines: dict[tuple[str, str], list[list[float]]], report: dict[str, Any], on: str
+) -> None:
+    """Mean and spread of each pair's non-relevant and relevant cosines (NaN: no relevant
+    ones). On training images, text→image only: the pair where a head's own images differ."""
+    for q, kinds in report.items():
+        for kind, r in kinds.items():
+            if kind == "video" or (on == "training images" and (q, kind) != ("text", "image")):
+                continue
+            relevant = r["relevant"] or {"mean": np.nan, "sd": np.nan}
+            row = [r["other"]["mean"], r["other"]["sd"], relevant["mean"], relevant["sd"]]
+            cosines.setdefault((f"{q} → {kind}", on), []).append(row)
+
+
+def _print_cosines(cosines: dict[tuple[str, str], list[list[float]]]) -> None:
+    print("\n| pair | cosines on | not relevant: mean (sd) | relevant: mean (sd) |")
+    print("|---|---|---|---|")
+    for (pair, on), rows in cosines.items():
+        m = np.mean(rows, axis=0)
+        relevant = "—" if np.isnan(m[2]) else f"{m[2]:.3f} ({m[3]:.3f})"
+        print(f"| {pair} | {on} | {m[0]:.3f} ({m[1]:.3f}) | {relevant} |")
+
+
 def _captions_of(data: Pairs, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(caption vectors, each caption's row in `images`) for these images."""
     keep = np.flatnonzero(np.isin(data.caption_image, images))
@@ -226,12 +266,12 @@ def _mean(affines: list[Any]) -> tuple[float, float]:
 
 def _print(model: str, results: dict[tuple[str, str], list[list[float]]], splits: int) -> None:
     print(f"\n{model}: mean of {splits} splits x 2 folds, recalls and top-10 shares in %")
-    print(f"| {'queries':17s} | {'scores':10s} | R@1 | R@5 | R@10 | image | text | pair |")
+    print(f"| {'queries':17s} | {'scores':22s} | R@1 | R@5 | R@10 | image | text | pair |")
     print("|---|---|---|---|---|---|---|---|")
     for (name, how), rows in results.items():
         m = np.mean(rows, axis=0)
         print(
-            f"| {name:17s} | {how:10s} | {m[0]:4.1f} | {m[1]:4.1f} | {m[2]:4.1f} | "
+            f"| {name:17s} | {how:22s} | {m[0]:4.1f} | {m[1]:4.1f} | {m[2]:4.1f} | "
             f"{m[3]:5.1f} | {m[4]:4.1f} | {m[5]:4.1f} |",
             flush=True,
         )
