@@ -98,10 +98,10 @@ def pair_scores(
     for kind, s in scored(vectors, scale).items():
         relevant = owner[:, None] == item_image[kind][None, :]
         keep = np.ones_like(relevant)
-        if kind == "text":
-            keep[:, :] = q[:, None] != np.arange(len(texts))[None, :]
-        if kind == "pair":
-            keep[:, :] = q[:, None] != first[None, :]
+        if kind == "text":  # a caption is not its own neighbour
+            keep = q[:, None] != np.arange(len(texts))[None, :]
+        elif kind == "pair":  # nor is the pair that holds it
+            keep = q[:, None] != first[None, :]
         out[("text", kind)] = _split(s, relevant, keep, rng)
     # Image queries: their captions are relevant; the image itself (and its pair) is left out.
     q = _draw(n, rng)
