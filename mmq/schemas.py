@@ -256,12 +256,12 @@ class SegmentHit(_Wire):
 
 
 class Hit(_Wire):
-    """One item found. `score` is the cosine to the query put on the text→image scale by
-    the model's calibration of this (query kind, item kind) pair, so hits of different
-    kinds compare (docs/models.md, "Scores across item kinds"): a text query's image and
-    video hits score their cosine, other pairs a calibrated value (an image finding itself
-    scores below 1). A raw vector query, or a model without a calibration, scores cosines.
-    `min_score` and `SegmentHit.score` are on the same scale."""
+    """One item found. `score` is the cosine to the query, calibrated by the model for this
+    (query kind, item kind) pair so that hits of different kinds compare
+    (docs/models.md, "Scores across item kinds"): image and video hits score their cosine
+    (an image finds itself at 1), texts and pairs the value mapped onto that scale. A raw
+    vector query, or a model without a calibration, scores cosines. `min_score` and
+    `SegmentHit.score` are on the same scale."""
 
     item_id: int
     external_id: str | None
@@ -289,6 +289,9 @@ class SearchResult(_Wire):
     # The text the model actually read, where it rewrote the query's text (a Chinese query
     # read as English words by `lite`); None where it read the text as given.
     encoded_text: str | None = None
+    # Only when no hit was found before `min_score`: the item kinds the collection holds
+    # (empty for an empty collection), to tell "no match" from `targets` leaving them out.
+    kinds_held: list[ItemKind] | None = None
 
 
 class JobStatus(_Wire):

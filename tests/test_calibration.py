@@ -20,6 +20,7 @@ from mmq.encoders.calibration import (
     ITEM_KINDS,
     QUERY_KINDS,
     Calibration,
+    anchored,
     load_calibration,
     load_optional,
     query_kind,
@@ -128,13 +129,34 @@ def test_fit_without_relevance_falls_back_to_the_non_relevant_scores() -> None:
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     maps = maps_of(1.25, -0.2)
+    maps["sum"]["text"]["text"] = (0.5, 0.1)
     save_calibration(tmp_path / FILE, maps, {"data": "synthetic"})
     loaded = load_calibration(tmp_path / FILE)
-    assert loaded.maps == maps and loaded.source == str(tmp_path / FILE)
+    assert loaded.maps == anchored(maps) and loaded.source == str(tmp_path / FILE)
     assert json.loads((tmp_path / FILE).read_text())["data"] == "synthetic"
-    assert loaded.apply(0.4, query_kind="text", item_kind="text", fusion="sum") == pytest.approx(
-        0.3
-    )
+    # Loaded, every query kind's image scores are cosines; text→text is 0.5 s + 0.1 carried
+    # back through the inverse of text→image's 1.25 s - 0.2: (0.5 * 0.4 + 0.1 + 0.2) / 1.25.
+    text_text = loaded.apply(0.4, query_kind="text", item_kind="text", fusion="sum")
+    assert text_text == pytest.approx(0.4)
+    assert loaded.apply(0.4, query_kind="text", item_kind="image", fusion="sum") == 0.4
+
+
+def test_anchoring_keeps_each_querys_order_and_its_image_cosines() -> None:
+    rng = np.random.default_rng(1)
+    maps = {
+        f: {q: {k: (float(rng.uniform(0.5, 2)), float(rng.uniform(-0.3, 0.3))) for k in ITEM_KINDS}
+            for q in QUERY_KINDS}
+        for f in FUSIONS
+    }  # fmt: skip
+    fitted, loaded = Calibration(maps), Calibration(anchored(maps))
+    cosines = rng.uniform(-0.2, 1.0, size=(20, len(ITEM_KINDS)))
+    for q in QUERY_KINDS:
+        for row in cosines:
+            by = [dict(query_kind=q, item_kind=k, fusion="sum") for k in ITEM_KINDS]
+            before = [fitted.apply(float(c), **b) for c, b in zip(row, by, strict=True)]
+            after = [loaded.apply(float(c), **b) for c, b in zip(row, by, strict=True)]
+            assert np.argsort(before).tolist() == np.argsort(after).tolist()
+            assert after[ITEM_KINDS.index("image")] == pytest.approx(row[0])
 
 
 def test_the_identity_and_what_is_not_calibrated(tmp_path: Path) -> None:

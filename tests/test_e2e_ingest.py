@@ -119,11 +119,17 @@ def test_attention_collection_ingests_and_searches(
     assert result.stored == 2, result.items
     hits = client.search(collection=name, text="a rocket", fusion="attention").result(60).hits
     assert [h.external_id for h in hits] == ["r", "c"]
-    # The score is the cosine of the text query with the pair's attention-fused vector.
+    # The score is the cosine of the text query with the pair's attention-fused vector, on
+    # the model's calibrated scale for text → pair (docs/models.md, "Scores across kinds").
     image = encoder.encode_images([Image.open(photos["rocket"])])[0]
     text = encoder.encode_texts(["a rocket"])[0]
     item = fuse({"image": image, "text": text}, method="attention")
-    assert hits[0].score == pytest.approx(float(text @ item), abs=2e-3)
+    cosine = float(text @ item)
+    expected = encoder.calibration.apply(
+        cosine, query_kind="text", item_kind="pair", fusion="attention"
+    )
+    assert expected != pytest.approx(cosine, abs=0.01)  # calibrated: not the raw cosine
+    assert hits[0].score == pytest.approx(expected, abs=2e-3)
 
 
 def test_job_status_only_moves_forward_to_done(

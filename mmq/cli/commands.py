@@ -143,7 +143,22 @@ def search(args: argparse.Namespace) -> int:
         print(json.dumps(hits, indent=2))
     else:
         print_hits(hits)
+    if result.kinds_held is not None:
+        _explain_no_hits(args, result.kinds_held)
     return 0
+
+
+def _explain_no_hits(args: argparse.Namespace, held: list[ItemKind]) -> None:
+    if not held:
+        why = f"collection {args.collection!r} is empty"
+    elif not set(held) & set(_parse_targets(args.targets)):
+        why = (
+            f"collection {args.collection!r} holds {', '.join(held)} items only; "
+            f"--targets {args.targets} leaves them out"
+        )
+    else:
+        return  # a real "no match" (or --filter / --min-score left nothing)
+    print(f"mmq search: no hits: {why}", file=sys.stderr)
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:

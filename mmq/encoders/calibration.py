@@ -4,8 +4,13 @@ Raw cosines of different (query kind, item kind) pairs live on different scales:
 `lite`, two unrelated captions score about as high as a caption and its own photo, so a
 text item crowds out the right photo (docs/models.md, "Scores across item kinds"). A model
 may ship a `calibration.json` with one affine map `score' = slope * cosine + offset` per
-pair, fitted on data (mmq/training/calibration.py), which puts every pair on the
-text→image scale: text→image scores are unchanged, and `min_score` keeps its meaning there.
+pair, fitted on data (mmq/training/calibration.py), which puts every pair on one scale.
+
+A query's scores are then given on the scale of its usual target, images: text→image,
+image→image and composed→image scores are plain cosines (an image finds itself at 1, and
+`min_score` means what it did for images), and the query's other item kinds are mapped
+onto that. Within one query this differs from the fitted common scale by one increasing
+map, the same for every kind, so the order is the fitted one (`anchored`).
 
 The maps are data beside the model, not part of it: stored vectors and the model version
 do not depend on them, they only reorder results at query time. A model without a file
@@ -82,7 +87,21 @@ def load_calibration(path: Path) -> Calibration:
         }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadRequest(f"calibration file {path} is unusable: {exc!r}") from None
-    return Calibration(maps, source=str(path))
+    return Calibration(anchored(maps), source=str(path))
+
+
+ANCHOR = "image"  # the item kind whose scores stay cosines, for every query kind
+
+
+def anchored(maps: Maps) -> Maps:
+    """The maps composed with the inverse of each query kind's ANCHOR map."""
+    out: dict[str, dict[str, dict[str, Affine]]] = {}
+    for fusion, by_query in maps.items():
+        out[fusion] = {}
+        for query, by_item in by_query.items():
+            a0, b0 = by_item[ANCHOR]
+            out[fusion][query] = {k: (a / a0, (b - b0) / a0) for k, (a, b) in by_item.items()}
+    return out
 
 
 def load_optional(path: Path) -> Calibration:

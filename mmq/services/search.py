@@ -1,9 +1,10 @@
 """Search: encode the query once → fuse → ANN on the collection's HNSW indexes.
 
 Images, texts and pairs are found on the items index; videos through their segments' index,
-ranked by their best segment. A hit's score is its cosine (times the query's scale) put on
-the text→image scale by the model's calibration of its (query kind, item kind) pair
-(mmq/encoders/calibration.py), so that hits of every kind merge by one comparable score.
+ranked by their best segment. A hit's score is its cosine (times the query's scale) mapped
+by the model's calibration of its (query kind, item kind) pair onto the scale of the
+query's image hits (mmq/encoders/calibration.py), so that hits of every kind merge by one
+comparable score.
 """
 
 from __future__ import annotations
@@ -82,12 +83,16 @@ def search(
         hits += item_hits(session, collection, query, score, request, item_kinds, ef_search)
     if "video" in request.targets:
         hits += video_hits(session, collection, query, score, request, ef_search)
+    # Nothing found: say what the collection holds, so that "no hits" because `targets`
+    # leaves out every kind it has (or it is empty) is not read as "no match".
+    kinds_held = None if hits else repository.kinds_held(session=session, collection=collection)
     session.commit()
     t2 = time.perf_counter()
     if request.min_score is not None:
         hits = [h for h in hits if h.score >= request.min_score]
     hits = sorted(hits, key=lambda h: -h.score)[: request.k]
     return SearchResult(
+        kinds_held=kinds_held,
         collection=collection.name,
         hits=hits,
         timings_ms={"encode": (t1 - t0) * 1e3, "ann": (t2 - t1) * 1e3},

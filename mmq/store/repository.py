@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from mmq.errors import BadRequest, Conflict, NotFound
+from mmq.schemas import ALL_KINDS, ItemKind
 from mmq.store.tables import Collection, Item
 
 
@@ -266,6 +267,19 @@ def search_items(
     ]
     # relaxed_order may return neighbours slightly out of order; the contract is sorted.
     return sorted(rows, key=lambda r: r.distance)
+
+
+def kinds_held(*, session: Session, collection: Collection) -> list[ItemKind]:
+    """The item kinds the collection has at least one item of, in ALL_KINDS order."""
+    found = session.execute(
+        text(
+            "SELECT k FROM unnest(CAST(:kinds AS text[])) WITH ORDINALITY AS t(k, n) "
+            "WHERE EXISTS (SELECT 1 FROM items WHERE collection_id = :c AND kind = t.k) "
+            "ORDER BY n"
+        ),
+        {"kinds": list(ALL_KINDS), "c": collection.id},
+    )
+    return [k for (k,) in found]
 
 
 def set_ann_params(session: Session, *, ef_search: int, k: int) -> None:
