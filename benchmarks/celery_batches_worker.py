@@ -112,7 +112,7 @@ def _parse(model: type[M], payload: object) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise BadRequest(f"invalid request: {describe_errors(exc, 'request')}") from None
+        raise BadRequest(f"invalid request: {describe_errors(exc)}") from None
 
 
 def _alone(rt: Runtime, task_id: str) -> IngestResult | Exception | None:

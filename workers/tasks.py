@@ -25,7 +25,7 @@ def _parse(model: type[M], payload: object) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise BadRequest(f"invalid request: {describe_errors(exc, 'request')}") from None
+        raise BadRequest(f"invalid request: {describe_errors(exc)}") from None
 
 
 # max_retries=None here means no limit: an attempt that runs out of time is retried with its
