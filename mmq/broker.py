@@ -12,6 +12,8 @@ from mmq.embedded import Urls
 # Task and queue names are the contract between producers and workers.
 INGEST_TASK = "mmq.ingest"
 SEARCH_TASK = "mmq.search"
+# Recommendations from a user's events: a search without a query, on the search queue.
+RECOMMEND_TASK = "mmq.recommend"
 # A no-op that answers on whichever queue it is sent to: health checks, queue overhead.
 PING_TASK = "mmq.ping"
 INGEST_QUEUE = "ingest"
@@ -36,6 +38,7 @@ def celery_config(urls: Urls, settings: Settings) -> dict[str, Any]:
         task_routes={
             INGEST_TASK: {"queue": INGEST_QUEUE},
             SEARCH_TASK: {"queue": SEARCH_QUEUE},
+            RECOMMEND_TASK: {"queue": SEARCH_QUEUE},
         },
         task_default_queue=INGEST_QUEUE,
         # "running" is visible to producers, not only queued/done.

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     hnsw_ef_construction: int = Field(default=64, ge=8)
     ef_search: int = Field(default=200, ge=1, le=1000)
 
+    # Recommendations: an event's weight halves with every this many days of its age.
+    recommend_half_life_days: float = Field(default=30.0, gt=0)
+
     @field_validator("broker_url", "result_backend", "database_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:

@@ -303,3 +303,53 @@ class JobStatus(_Wire):
     error_kind: str | None = None
     done_tasks: int = 0
     total_tasks: int = 1
+
+
+# Recommendations (task `mmq.recommend`, docs/wire-format.md). Events are not on the wire:
+# producers write them to PostgreSQL (mmq/jobs/events.py).
+RecommendMethod = Literal["auto", "svm", "centroid"]
+
+
+class RecommendRequest(_Wire):
+    """Items for a user, from the user's recorded events in the collection."""
+
+    collection: str = Field(pattern=COLLECTION_PATTERN)
+    user: str = Field(min_length=1, max_length=512)
+    k: int = Field(default=10, ge=1, le=1000)
+    targets: list[ItemKind] = Field(default_factory=lambda: list(ALL_KINDS), min_length=1)
+    filter: dict[str, Any] | None = None  # JSON containment on item metadata
+    exclude_seen: bool = True  # leave out the items the user has events on
+    # "auto": an SVM over the user's items when there are enough of them, else the centroid.
+    method: RecommendMethod = "auto"
+    ef_search: int | None = Field(default=None, ge=1, le=1000)
+
+    @field_validator("filter")
+    @classmethod
+    def _storable_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return SearchRequest._storable_filter(value)
+
+
+class RecommendHit(Hit):
+    """A recommended item. `because`: the external ids of the user's history items that led
+    to it, the most telling first (their event weight times their cosine to the hit);
+    empty for a popular item. `score` is on the scale of the result's `method`: an SVM
+    margin (svm), a cosine to the user's profile (centroid), or the item's decayed event
+    weight over every user divided by the most popular item's (popular)."""
+
+    because: list[str] = Field(default_factory=list)
+
+
+class RecommendResult(_Wire):
+    collection: str
+    user: str
+    hits: list[RecommendHit]
+    # How the hits were ranked; "popular" when the user has no usable history here.
+    method: Literal["svm", "centroid", "popular"]
+    # True when the user has no event on a stored item of the collection: the hits are the
+    # collection's most interacted-with items.
+    cold_start: bool = False
+    history: int = 0  # the user's items with a positive weight that are stored and used
+    history_missing: int = 0  # the user's items that the collection does not hold
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    model: str | None = None
+    model_version: str | None = None
