@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from mmq.broker import (
     INGEST_QUEUE,
     INGEST_TASK,
+    RECOMMEND_TASK,
     SEARCH_QUEUE,
     SEARCH_TASK,
     consumers,
@@ -31,7 +33,7 @@ from mmq.broker import (
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
 from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, describe
-from mmq.jobs import records
+from mmq.jobs import events, records
 from mmq.schemas import (
     ALL_KINDS,
     FusionName,
@@ -41,6 +43,9 @@ from mmq.schemas import (
     ItemKind,
     JobState,
     JobStatus,
+    RecommendMethod,
+    RecommendRequest,
+    RecommendResult,
     SearchRequest,
     SearchResult,
     describe_errors,
@@ -139,10 +144,14 @@ class SearchJob:
         """Wait for the hits. A failed search raises its error, of its kind (mmq.errors:
         NotFound for an unknown collection, Conflict for one bound to another model, ...).
         Past `timeout`, JobTimeout (the search may still run)."""
+        return SearchResult.model_validate(self.wait(timeout))
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The task's result as JSON (`result` reads it as a SearchResult)."""
         r = AsyncResult(self.id, app=self.app)
         try:
             with _redis_reached():
-                return SearchResult.model_validate(r.get(timeout=timeout))
+                return r.get(timeout=timeout)
         except CeleryTimeout:
             # Stop listening for it now: left pending, Celery unsubscribes at interpreter
             # exit, and retries for 20 s if the embedded servers are gone by then.
@@ -152,6 +161,22 @@ class SearchJob:
             if r.state == celery_states.FAILURE:
                 raise _as_mmq_error(exc) from None
             raise
+
+
+@dataclass
+class RecommendJob:
+    """Recommendations, computed on the search queue: a search whose result is a
+    RecommendResult."""
+
+    id: str
+    app: Celery
+
+    def status(self) -> JobStatus:
+        return SearchJob(self.id, self.app).status()
+
+    def result(self, timeout: float | None = None) -> RecommendResult:
+        """Wait for the hits; errors and JobTimeout as for a search."""
+        return RecommendResult.model_validate(SearchJob(self.id, self.app).wait(timeout))
 
 
 Job = IngestJob | SearchJob
@@ -293,6 +318,77 @@ class Client:
                 SEARCH_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
             )
         return SearchJob(str(sent.id), self.app)
+
+    def record(
+        self,
+        user: str,
+        collection: str,
+        external_id: str,
+        event: str,
+        weight: float | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record that `user` did `event` (view, like, cart, purchase, or any name with a
+        `weight`) with the item `external_id` of `collection`, at `at` (default: now; a
+        naive time is UTC). Written to PostgreSQL here: no model, no queue. The weight
+        defaults to the event's (mmq/jobs/events.py DEFAULT_WEIGHTS); a negative one is a
+        dislike. The item need not be ingested yet."""
+        self.record_many(
+            collection,
+            [dict(user=user, external_id=external_id, event=event, weight=weight, at=at)],
+        )
+
+    def record_many(self, collection: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record events in bulk (one COPY, one transaction): each row has `user`,
+        `external_id`, `event`, and optionally `weight` and `at`. A bad row raises
+        BadRequest naming it, and nothing is recorded. Returns how many were."""
+
+        def checked() -> Iterator[events.NewEvent]:
+            for index, row in enumerate(rows):
+                try:
+                    yield events.new_event(**row)
+                except BadRequest as exc:
+                    raise BadRequest(f"event {index}: {exc}") from None
+                except TypeError:
+                    raise BadRequest(
+                        f"event {index}: needs user, external_id and event (weight, at optional)"
+                    ) from None
+
+        with self.tables.conn() as conn, conn.transaction():
+            return events.record(conn, collection=collection, events=checked())
+
+    def recommend(
+        self,
+        user: str,
+        collection: str,
+        k: int = 10,
+        *,
+        targets: Sequence[ItemKind] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        exclude_seen: bool = True,
+        method: RecommendMethod = "auto",
+    ) -> RecommendJob:
+        """Enqueue recommendations for `user` from the events recorded in `collection`
+        (docs/examples.md, "Recommendations"). Each hit says `because` of which of the
+        user's items; a user with no history gets the most interacted-with items, and
+        the result says `cold_start`."""
+        try:
+            request = RecommendRequest(
+                collection=collection,
+                user=user,
+                k=k,
+                targets=list(targets) if targets else list(ALL_KINDS),
+                filter=dict(filter) if filter is not None else None,
+                exclude_seen=exclude_seen,
+                method=method,
+            )
+        except ValidationError as exc:
+            raise BadRequest(f"invalid recommend: {describe_errors(exc)}") from None
+        with _redis_reached():
+            sent = self.app.send_task(
+                RECOMMEND_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
+            )
+        return RecommendJob(str(sent.id), self.app)
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job by id (from `IngestJob.id` or `SearchJob.id`)."""
