@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 ItemKind = Literal["image", "text", "pair", "video"]
-FusionName = Literal["sum", "concat", "attention"]
+FusionName = Literal["sum", "concat", "attention", "autoencoder"]
 JobState = Literal["queued", "running", "done", "failed"]
 ALL_KINDS: tuple[ItemKind, ...] = ("image", "text", "pair", "video")
 
@@ -195,8 +195,41 @@ class IngestResult(_Wire):
         return sum(r.replaced for r in self.items)
 
 
+MAX_EXAMPLES = 1000
+ExampleMethod = Literal["svm", "centroid"]
+
+
+class Example(_Wire):
+    """An example for a search by examples ("more like these"): an item of the collection,
+    by its external id or its item id, or one given here (an image, a text, both, or a
+    vector in the collection's space), encoded as an item of the collection would be."""
+
+    external_id: str | None = Field(default=None, max_length=512)
+    item_id: int | None = None
+    image_bytes: bytes | None = None
+    text: str | None = Field(default=None, min_length=1)
+    vector: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Example:
+        stored = [self.external_id is not None, self.item_id is not None]
+        given = self.image_bytes is not None or self.text is not None
+        if sum(stored) + given + (self.vector is not None) != 1:
+            raise ValueError(
+                "an example is one of: external_id, item_id, an image and/or a text, a vector"
+            )
+        if self.vector is not None and not all(math.isfinite(v) for v in self.vector):
+            raise ValueError("vector has NaN or infinite values")
+        return self
+
+    @property
+    def stored(self) -> bool:
+        return self.external_id is not None or self.item_id is not None
+
+
 class SearchRequest(_Wire):
-    """A query: a text, an image, both (composed), or a raw vector."""
+    """A query: a text, an image, both (composed), or a raw vector; or examples alone:
+    `positives` (and `negatives`) ranked by `method` (docs/examples.md)."""
 
     collection: str = Field(pattern=COLLECTION_PATTERN)
     text: str | None = None
@@ -212,6 +245,10 @@ class SearchRequest(_Wire):
     # the video that scores at least `min_score`, best first.
     segments: Literal["best", "all"] = "best"
     min_score: float | None = Field(default=None, ge=-1, le=1)
+    # A search by examples: more like the positives, unlike the negatives.
+    positives: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES)
+    negatives: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES)
+    method: ExampleMethod = "svm"
 
     @field_validator("filter")
     @classmethod
@@ -241,8 +278,13 @@ class SearchRequest(_Wire):
     def _has_query(self) -> SearchRequest:
         if self.vector is not None and (self.text is not None or self.image_bytes is not None):
             raise ValueError("a vector query cannot be combined with text or image")
-        if self.vector is None and self.text is None and self.image_bytes is None:
-            raise ValueError("a search needs text, an image, or a vector")
+        query = self.vector is not None or self.text is not None or self.image_bytes is not None
+        if self.positives and query:
+            raise ValueError("a search is by examples or by a query, not both")
+        if self.negatives and not self.positives:
+            raise ValueError("negative examples need at least one positive example")
+        if not query and not self.positives:
+            raise ValueError("a search needs text, an image, or a vector")  # or positives
         if not self.targets:
             raise ValueError("targets must name at least one kind")
         return self
@@ -261,7 +303,12 @@ class Hit(_Wire):
     (docs/models.md, "Scores across item kinds"): image and video hits score their cosine
     (an image finds itself at 1), texts and pairs the value mapped onto that scale. A raw
     vector query, or a model without a calibration, scores cosines. `min_score` and
-    `SegmentHit.score` are on the same scale."""
+    `SegmentHit.score` are on the same scale.
+
+    A search by examples scores on its method's own scale, not calibrated: `svm`, the
+    item's signed distance to the SVM's boundary (> 0 on the positives' side; an item
+    vector's cosine to the SVM's direction plus its offset); `centroid`, the cosine to the
+    Rocchio centroid (docs/examples.md)."""
 
     item_id: int
     external_id: str | None
@@ -292,6 +339,9 @@ class SearchResult(_Wire):
     # Only when no hit was found before `min_score`: the item kinds the collection holds
     # (empty for an empty collection), to tell "no match" from `targets` leaving them out.
     kinds_held: list[ItemKind] | None = None
+    # A search by examples: the examples given by id that the collection does not hold
+    # (external ids as given, item ids as decimal strings); the search used the others.
+    missing_examples: list[str] | None = None
 
 
 class JobStatus(_Wire):
