@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     from mmq.cli.train import add_arguments
 
     add_arguments(sub.add_parser("train", help="fit an image→text alignment head for lite"))
+
+    from mmq.cli.events import add_events_arguments, add_recommend_arguments
+
+    add_events_arguments(sub.add_parser("events", help="record what users did with items"))
+    p = sub.add_parser("recommend", help="items for a user, from their recorded events")
+    add_recommend_arguments(p)
+    _if_no_worker(p, default="exit")
     return parser
 
 
@@ -147,6 +154,10 @@ def _run(args: argparse.Namespace) -> int:
         from mmq.cli.evaluate import run_eval
 
         return run_eval(args)
+    if args.command in ("events", "recommend"):
+        from mmq.cli.events import run_events, run_recommend
+
+        return (run_events if args.command == "events" else run_recommend)(args)
     from mmq.cli import commands
 
     handler = {
