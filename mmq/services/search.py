@@ -23,6 +23,7 @@ from mmq.encoders.calibration import IDENTITY, Calibration, query_kind
 from mmq.errors import BadRequest
 from mmq.media import clean_text, decode_image
 from mmq.schemas import Hit, SearchRequest, SearchResult, SegmentHit
+from mmq.services.examples import search_by_examples
 from mmq.services.vectors import query_vector
 from mmq.store import repository, segments
 from mmq.store.tables import Collection
@@ -48,7 +49,12 @@ class Scorer:
 def search(
     *, encoder: Encoder, session: Session, request: SearchRequest, settings: Settings
 ) -> SearchResult:
-    """Rank the collection's items against a text, image, composed or vector query."""
+    """Rank the collection's items against a text, image, composed or vector query, or
+    by examples (more like the request's positives: mmq/services/examples.py)."""
+    if request.positives:
+        return search_by_examples(
+            encoder=encoder, session=session, request=request, settings=settings
+        )
     t0 = time.perf_counter()
     collection = repository.get_collection(session=session, name=request.collection)
     encoded_text = None
