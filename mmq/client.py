@@ -36,6 +36,8 @@ from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, 
 from mmq.jobs import events, records
 from mmq.schemas import (
     ALL_KINDS,
+    Example,
+    ExampleMethod,
     FusionName,
     IngestItem,
     IngestRequest,
@@ -50,6 +52,9 @@ from mmq.schemas import (
     SearchResult,
     describe_errors,
 )
+
+# An example of a search by examples: an external id, an item id, or an Example (as a dict).
+ExampleLike = Example | Mapping[str, Any] | str | int
 
 # Anything past "received" means a worker has taken the task.
 _TAKEN = {celery_states.STARTED, celery_states.RETRY, *celery_states.READY_STATES}
@@ -291,11 +296,20 @@ class Client:
         filter: Mapping[str, Any] | None = None,
         segments: Literal["best", "all"] = "best",
         min_score: float | None = None,
+        positives: Sequence[ExampleLike] | None = None,
+        negatives: Sequence[ExampleLike] | None = None,
+        method: ExampleMethod = "svm",
     ) -> SearchJob:
         """Enqueue a search. An image path is read here: the search worker may be elsewhere.
 
         Video hits carry their best segment's `start_s`/`end_s`; `segments="all"` also lists
-        every segment of each video scoring at least `min_score` (which drops weaker hits)."""
+        every segment of each video scoring at least `min_score` (which drops weaker hits).
+
+        Or search by examples, instead of a query: more like the `positives`, unlike the
+        `negatives`, ranked by `method` ("svm" or "centroid"; docs/examples.md). An example
+        is an item of the collection by external id (a str) or item id (an int), or an
+        `Example` (or its dict) with an image, a text, both, or a vector. The examples
+        stored in the collection are not among the hits."""
         image_bytes = _read_image(image) if isinstance(image, str | Path) else image
         try:
             request = SearchRequest(
@@ -310,6 +324,9 @@ class Client:
                 filter=dict(filter) if filter is not None else None,
                 segments=segments,
                 min_score=min_score,
+                positives=_as_examples("positives", positives),
+                negatives=_as_examples("negatives", negatives),
+                method=method,
             )
         except ValidationError as exc:
             raise BadRequest(f"invalid search: {describe_errors(exc)}") from None
@@ -419,6 +436,24 @@ class Client:
     def close(self) -> None:
         self.tables.close()
         self.app.close()
+
+
+def _as_examples(name: str, examples: Sequence[ExampleLike] | None) -> list[Example]:
+    if isinstance(examples, str | bytes):  # one id, not a list of one-character ids
+        raise BadRequest(f"{name} is a list of examples, e.g. [{examples!r}]")
+    return [_as_example(e) for e in examples or ()]
+
+
+def _as_example(example: ExampleLike) -> Example:
+    if isinstance(example, Example):
+        return example
+    if isinstance(example, str):
+        return Example(external_id=example)
+    if isinstance(example, int) and not isinstance(example, bool):
+        return Example(item_id=example)
+    if isinstance(example, Mapping):
+        return Example.model_validate(dict(example))
+    raise BadRequest(f"an example is an external id, an item id or an Example, not {example!r}")
 
 
 def _read_image(path: str | Path) -> bytes:
