@@ -42,10 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600.0)
     _if_no_worker(p, default="wait")
 
-    p = sub.add_parser("search", help="text, image or composed query")
+    p = sub.add_parser("search", help="text, image or composed query, or examples (--like)")
     p.add_argument("--collection", required=True)
     p.add_argument("--text")
     p.add_argument("--image")
+    p.add_argument(
+        "--like",
+        action="append",
+        metavar="ID",
+        help="more like this item (an external id; repeat for several), instead of a query",
+    )
+    p.add_argument(
+        "--unlike", action="append", metavar="ID", help="with --like: unlike this item (repeat)"
+    )
+    p.add_argument(
+        "--method",
+        choices=["svm", "centroid"],
+        default="svm",
+        help="with --like: rank by a linear SVM or by the examples' centroid (default: svm)",
+    )
     p.add_argument("--weights", help="composed query weights, e.g. image=0.3,text=0.7")
     p.add_argument(
         "--targets", default="image,text,pair,video", help="item kinds to return (comma-separated)"

@@ -130,6 +130,9 @@ def search(args: argparse.Namespace) -> int:
         filter=_parse_filter(args.filter),
         segments=args.segments,
         min_score=args.min_score,
+        positives=args.like,
+        negatives=args.unlike,
+        method=args.method,
     )
     try:
         result = job.result(timeout=min(STALL_S, args.timeout))
@@ -143,6 +146,12 @@ def search(args: argparse.Namespace) -> int:
         print(json.dumps(hits, indent=2))
     else:
         print_hits(hits)
+    if result.missing_examples:
+        print(
+            f"mmq search: not in collection {args.collection!r}, left out: "
+            + ", ".join(result.missing_examples),
+            file=sys.stderr,
+        )
     if result.kinds_held is not None:
         _explain_no_hits(args, result.kinds_held)
     return 0
