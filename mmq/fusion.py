@@ -15,11 +15,16 @@ from mmq.errors import BadRequest
 from mmq.schemas import FusionName
 
 FUSIONS: tuple[FusionName, ...] = ("sum", "concat", "attention")
+# Fusions with weights of their own, trained per model: their vectors come from the model's
+# trained fusion (mmq/encoders/autoencoder.py, through mmq/services/vectors.py), not from here.
+LEARNED: tuple[FusionName, ...] = ("autoencoder",)
 
 
 def _check_method(method: str) -> None:
+    if method in LEARNED:
+        raise BadRequest(f"fusion {method!r} is learned: the model's own weights compute it")
     if method not in FUSIONS:
-        raise BadRequest(f"unknown fusion {method!r}; expected one of {FUSIONS}")
+        raise BadRequest(f"unknown fusion {method!r}; expected one of {FUSIONS + LEARNED}")
 
 
 def _unit(x: np.ndarray, what: str) -> np.ndarray:

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True)
     p.add_argument("--captions", help="CSV with columns image,caption: stored as image+text pairs")
     p.add_argument("--metadata", help='JSON object stored with every item, e.g. {"split": "dev"}')
-    p.add_argument("--fusion", choices=["sum", "concat", "attention"])
+    p.add_argument("--fusion", choices=["sum", "concat", "attention", "autoencoder"])
     p.add_argument("--wait", action="store_true", help="wait until every item is stored")
     p.add_argument("--json", action="store_true", help="with --wait: one JSON object per item")
     p.add_argument("--timeout", type=float, default=3600.0)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mmq.encoders.autoencoder import Autoencoder
 from mmq.encoders.calibration import IDENTITY, Calibration
 from mmq.errors import MmqError, Unavailable
 from mmq.media import Picture
@@ -86,6 +87,9 @@ class Encoder(ABC):
     # A model that ships one sets it in `_load`; the identity (raw cosines) otherwise. Not
     # part of the version: it reorders results at query time, stored vectors stay valid.
     calibration: Calibration = IDENTITY
+    # The learned `autoencoder` fusion of this model's vectors (encoders/autoencoder.py),
+    # where it has one; set in `_load`. Its hash joins the version of a collection of codes.
+    autoencoder: Autoencoder | None = None
 
     def __init__(self, device: str = "auto") -> None:
         self.requested_device = device

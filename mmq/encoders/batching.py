@@ -60,7 +60,7 @@ class BatchingEncoder(Encoder):
         self.inner.load()
         self.device, self.dim, self.version = self.inner.device, self.inner.dim, self.inner.version
         self.decode_side, self.decodes_jpeg = self.inner.decode_side, self.inner.decodes_jpeg
-        self.calibration = self.inner.calibration
+        self.calibration, self.autoencoder = self.inner.calibration, self.inner.autoencoder
         for i in range(self.streams):
             threading.Thread(target=self._serve, name=f"mmq-encoder-{i}", daemon=True).start()
 

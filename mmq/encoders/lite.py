@@ -3,6 +3,8 @@
 
 Texts are encoded exactly as by `lite-conse`; images go through `[pooled ; ConSE] → head`. The
 head's content hash is part of the version, so vectors from two heads never share an index.
+A head's folder may hold an `autoencoder/` (encoders/autoencoder.py): the model's learned
+`autoencoder` fusion, which the shipped head has.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mmq.encoders.autoencoder import FOLDER as AUTOENCODER_FOLDER
+from mmq.encoders.autoencoder import load_optional as load_autoencoder
 from mmq.encoders.calibration import FILE, Calibration, load_optional
 from mmq.encoders.lite_conse import LiteConseEncoder
 from mmq.errors import NotFound
@@ -29,11 +33,18 @@ class LiteEncoder(LiteConseEncoder):
     cut_distance = 0.5
 
     def __init__(
-        self, head_dir: str | None = None, device: str = "auto", cache_dir: Path | None = None
+        self,
+        head_dir: str | None = None,
+        device: str = "auto",
+        cache_dir: Path | None = None,
+        autoencoder_dir: Path | None = None,
     ) -> None:
         super().__init__(device=device, cache_dir=cache_dir)
         self.head_dir = Path(head_dir) if head_dir else SHIPPED_HEAD
         self.name = f"lite+head:{head_dir}" if head_dir else "lite"
+        # Another autoencoder than the head's own, for tests and benchmarks: a collection
+        # of its codes gets another version, so this model's workers refuse it.
+        self.autoencoder_dir = autoencoder_dir or self.head_dir / AUTOENCODER_FOLDER
 
     def _load(self) -> None:
         from mmq.encoders.alignment_head import head_hash, load_head
@@ -44,6 +55,7 @@ class LiteEncoder(LiteConseEncoder):
         self._head, self.card = load_head(self.head_dir)
         self._head.to(self.device)
         self.version = f"{self.version}+head-{head_hash(self.head_dir)}"
+        self.autoencoder = load_autoencoder(self.autoencoder_dir, base_version=self.version)
 
     def _load_calibration(self) -> Calibration:
         # The head's own, beside its weights (`mmq train` writes one when it holds images

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import cast
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from mmq.config import Settings
 from mmq.encoders import Encoder
-from mmq.errors import InvalidInput, MmqError
-from mmq.fusion import fused_dim
+from mmq.errors import InvalidInput, MmqError, NotFound
 from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIngestRequest
 from mmq.services.encode_items import DecodedItem, Interrupts, encode_items, failed
-from mmq.services.vectors import item_vector
+from mmq.services.vectors import Space, collection_space, item_vector, space
 from mmq.services.video import IndexedVideo, index_video
 from mmq.store import repository
 from mmq.store.segments import SegmentRow, drop_segments, replace_segments
@@ -47,25 +45,27 @@ def ingest(
     in the session is committed with them, or not at all. `interrupts` (a soft time limit)
     are never taken for an item's own failure: they end the whole call."""
     new_fusion = request.fusion or settings.default_fusion  # if the collection is new
+    target = _space(encoder, session, request.collection, new_fusion)
     collection = repository.ensure_collection(
         session=session,
         name=request.collection,
         model=encoder.name,
-        model_version=encoder.version,
-        dim=fused_dim(new_fusion, encoder.dim),
-        fusion=new_fusion,
+        model_version=target.version,
+        dim=target.dim,
+        fusion=target.fusion,
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construction=settings.hnsw_ef_construction,
     )
     session.commit()  # a new collection is visible (and its creation lock released) at once
+    if collection.fusion != target.fusion:  # created meanwhile, with another fusion
+        target = collection_space(encoder, collection)
     results: dict[int, ItemResult] = {}
     decoded, videos = encode_items(
         request, encoder=encoder, settings=settings, results=results, interrupts=interrupts
     )
     indexed = _index_videos(encoder, videos, results, settings, interrupts)
-    fusion = cast(FusionName, collection.fusion)
-    rows = _item_rows(decoded, fusion, request, results)
-    rows += [(index, item, _video_row(item, video, fusion)) for index, item, video in indexed]
+    rows = _item_rows(decoded, target, request, results)
+    rows += [(index, item, _video_row(item, video, target)) for index, item, video in indexed]
     ids = repository.upsert_items(
         session=session, collection=collection, rows=[row for _, _, row in rows]
     )
@@ -76,7 +76,7 @@ def ingest(
     )
     for _, item, video in indexed:
         segments = [
-            SegmentRow(s.start_s, s.end_s, s.keyframe_s, _expand(s.vector, fusion))
+            SegmentRow(s.start_s, s.end_s, s.keyframe_s, _expand(s.vector, target))
             for s in video.segments
         ]
         item_id = ids[_key(item, video.content_hash)]
@@ -102,6 +102,16 @@ def ingest(
     return IngestResult(collection=collection.name, items=ended)
 
 
+def _space(encoder: Encoder, session: Session, name: str, new_fusion: FusionName) -> Space:
+    """The space of the collection `name`: its own (checked against this encoder) where it
+    exists, else a new `new_fusion` collection's."""
+    try:
+        existing = repository.get_collection(session=session, name=name)
+    except NotFound:
+        return space(encoder, new_fusion)
+    return collection_space(encoder, existing)
+
+
 def _replaced(
     rows: list[tuple[int, IngestItem, repository.ItemRow]], existed: frozenset[str]
 ) -> set[int]:
@@ -119,7 +129,7 @@ def _replaced(
 
 def _item_rows(
     decoded: list[DecodedItem],
-    fusion: FusionName,
+    target: Space,
     request: RawIngestRequest,
     results: dict[int, ItemResult],
 ) -> list[tuple[int, IngestItem, repository.ItemRow]]:
@@ -130,7 +140,12 @@ def _item_rows(
         if d.index in results:
             continue
         try:
-            vector = item_vector(d.vectors, collection_fusion=fusion, weights=request.weights)
+            vector = item_vector(
+                d.vectors,
+                collection_fusion=target.fusion,
+                weights=request.weights,
+                autoencoder=target.autoencoder,
+            )
         except MmqError as exc:
             results[d.index] = failed(d.index, d.item, exc)
             continue
@@ -159,11 +174,13 @@ def _index_videos(
     return indexed
 
 
-def _expand(vector: np.ndarray, fusion: FusionName) -> np.ndarray:
-    return item_vector({"image": vector}, collection_fusion=fusion)
+def _expand(vector: np.ndarray, target: Space) -> np.ndarray:
+    return item_vector(
+        {"image": vector}, collection_fusion=target.fusion, autoencoder=target.autoencoder
+    )
 
 
-def _video_row(item: IngestItem, video: IndexedVideo, fusion: FusionName) -> repository.ItemRow:
+def _video_row(item: IngestItem, video: IndexedVideo, target: Space) -> repository.ItemRow:
     return repository.ItemRow(
         key=_key(item, video.content_hash),
         external_id=item.external_id,
@@ -172,7 +189,7 @@ def _video_row(item: IngestItem, video: IndexedVideo, fusion: FusionName) -> rep
         text=None,
         metadata=item.metadata,
         content_hash=video.content_hash,
-        vector=_expand(video.vector, fusion),
+        vector=_expand(video.vector, target),
         duration_s=video.duration_s,
     )
 

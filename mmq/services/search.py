@@ -24,7 +24,7 @@ from mmq.errors import BadRequest
 from mmq.media import clean_text, decode_image
 from mmq.schemas import Hit, SearchRequest, SearchResult, SegmentHit
 from mmq.services.examples import search_by_examples
-from mmq.services.vectors import query_vector
+from mmq.services.vectors import collection_space, query_vector
 from mmq.store import repository, segments
 from mmq.store.tables import Collection
 
@@ -65,16 +65,17 @@ def search(
             raise BadRequest("query vector must be finite and non-zero")
         query, scale = l2_normalize(query), 1.0
     else:
-        repository.require_model(collection, model=encoder.name, model_version=encoder.version)
+        # Checks the collection's model (and autoencoder) is this encoder's.
+        target = collection_space(encoder, collection)
         parts, encoded_text = _encode_query(encoder, request, settings)
         query, scale = query_vector(
             parts,
-            collection_fusion=collection.fusion,  # type: ignore[arg-type]
+            collection_fusion=target.fusion,
             method=request.fusion,
             weights=request.weights,
+            autoencoder=target.autoencoder,
         )
-        # The collection's model is the encoder's (checked above): so is the calibration.
-        calibration = encoder.calibration
+        calibration = target.calibration
     score = Scorer(
         scale,
         calibration,
