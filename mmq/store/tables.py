@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
+    Identity,
     Integer,
     Text,
     UniqueConstraint,
@@ -89,3 +90,20 @@ class Segment(Base):
     end_s: Mapped[float] = mapped_column(Double)
     keyframe_s: Mapped[float] = mapped_column(Double)
     vector: Mapped[Any] = mapped_column(Vector())
+
+
+class Event(Base):
+    """A user's interaction with an item (view, like, cart, purchase, ...), weighted.
+
+    Written by producers (mmq/jobs/events.py); items are named by collection name and
+    external id, so events may come before their items are ingested."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    collection: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(Text)
+    external_id: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(Text)
+    weight: Mapped[float] = mapped_column(Double)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
