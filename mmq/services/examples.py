@@ -24,7 +24,7 @@ from mmq.errors import BadRequest, NotFound
 from mmq.media import clean_text, decode_image
 from mmq.relevance import Direction, Method, direction
 from mmq.schemas import Example, Hit, ItemKind, SearchRequest, SearchResult, SegmentHit
-from mmq.services.vectors import item_vector
+from mmq.services.vectors import Space, collection_space, item_vector
 from mmq.store import examples as stored
 from mmq.store import repository, segments
 from mmq.store.tables import Collection
@@ -205,6 +205,7 @@ def _encode(
     """Given examples as the collection stores items: raw vectors checked, images and texts
     encoded by the collection's model."""
     out = []
+    target: Space | None = None
     for example in examples:
         if example.vector is not None:
             v = np.asarray(example.vector, dtype=np.float32)
@@ -213,7 +214,8 @@ def _encode(
                 raise BadRequest("an example vector is all zeros: it has no direction")
             out.append(v)
             continue
-        repository.require_model(collection, model=encoder.name, model_version=encoder.version)
+        # Checks the collection's model (and autoencoder) is this encoder's.
+        target = target or collection_space(encoder, collection)
         parts: dict[str, np.ndarray] = {}
         if example.text is not None:
             text = clean_text(example.text, max_chars=settings.max_text_chars)
@@ -226,7 +228,9 @@ def _encode(
                 min_side=encoder.decode_side,
             )
             parts["image"] = encoder.encode_images([image])[0]
-        out.append(item_vector(parts, collection_fusion=collection.fusion))  # type: ignore[arg-type]
+        out.append(
+            item_vector(parts, collection_fusion=target.fusion, autoencoder=target.autoencoder)
+        )
     return np.stack(out).astype(np.float32)
 
 
