@@ -383,8 +383,8 @@ class RecommendHit(Hit):
     """A recommended item. `because`: the external ids of the user's history items that led
     to it, the most telling first (their event weight times their cosine to the hit);
     empty for a popular item. `score` is on the scale of the result's `method`: an SVM
-    margin (svm), a cosine to the user's profile (centroid), or the item's decayed event
-    weight over every user divided by the most popular item's (popular)."""
+    margin (svm), a cosine to the user's weighted profile (centroid), or the item's decayed
+    event weight over every user divided by the first hit's (popular)."""
 
     because: list[str] = Field(default_factory=list)
 

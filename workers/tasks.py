@@ -9,10 +9,17 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from mmq import services
-from mmq.broker import INGEST_TASK, PING_TASK, SEARCH_TASK
+from mmq.broker import INGEST_TASK, PING_TASK, RECOMMEND_TASK, SEARCH_TASK
 from mmq.errors import BadRequest
-from mmq.schemas import IngestTaskMessage, RawIngestRequest, SearchRequest, describe_errors
+from mmq.schemas import (
+    IngestTaskMessage,
+    RawIngestRequest,
+    RecommendRequest,
+    SearchRequest,
+    describe_errors,
+)
 from mmq.services.ingest_tasks import register_raw_request
+from mmq.services.recommend import recommend as recommend_items
 from workers.app import app
 from workers.runtime import get_runtime
 
@@ -63,6 +70,16 @@ def search(payload: dict[str, Any]) -> dict[str, Any]:
         result = services.search(
             encoder=rt.encoder, session=session, request=request, settings=rt.settings
         )
+    return result.model_dump(mode="json")
+
+
+@app.task(name=RECOMMEND_TASK)
+def recommend(payload: dict[str, Any]) -> dict[str, Any]:
+    rt = get_runtime()
+    rt.check_schema()
+    request = _parse(RecommendRequest, payload)
+    with rt.sessions() as session:
+        result = recommend_items(session=session, request=request, settings=rt.settings)
     return result.model_dump(mode="json")
 
 
