@@ -151,12 +151,16 @@ def popular(
     where = "i.kind = ANY(%(kinds)s) AND NOT i.id = ANY(%(exclude)s)"
     if filter is not None:
         where += " AND i.metadata @> CAST(%(filter)s AS jsonb)"
+    # Items heaviest first, each looked up by its key on the items' unique index, until k
+    # pass: a join over every item of the collection would read them all.
     rows = conn.execute(
         "SELECT i.id, i.external_id, i.kind, i.uri, i.text, i.metadata, p.w FROM"
         f" (SELECT external_id, sum({_DECAYED}) AS w FROM events"
-        "  WHERE collection = %(collection)s GROUP BY external_id) p"
-        " JOIN items i ON i.collection_id = %(cid)s AND i.external_id = p.external_id"
-        f" WHERE p.w > 0 AND {where} ORDER BY p.w DESC, i.id LIMIT %(k)s",
+        "  WHERE collection = %(collection)s GROUP BY external_id"
+        "  ORDER BY w DESC, external_id) p"
+        " CROSS JOIN LATERAL (SELECT * FROM items i WHERE i.collection_id = %(cid)s"
+        f"  AND i.key = 'ext:' || p.external_id AND {where}) i"
+        " WHERE p.w > 0 ORDER BY p.w DESC, p.external_id LIMIT %(k)s",
         {
             "collection": collection,
             "cid": collection_id,
