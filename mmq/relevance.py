@@ -32,8 +32,8 @@ METHODS: tuple[Method, ...] = ("svm", "centroid")
 
 # Chosen on the photos the benchmark's heads were trained on, never on those it scores
 # (benchmarks/more_like_these.py --tune; docs/examples.md).
-SVM_C = 0.1
-ROCCHIO_NEGATIVE = 0.25
+SVM_C = 0.03
+ROCCHIO_NEGATIVE = 0.75
 # Group weights of the SVM's samples, in total: positives, given negatives, background.
 GROUP_WEIGHTS = (1.0, 1.0, 1.0)
 
