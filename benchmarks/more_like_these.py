@@ -46,7 +46,15 @@ from mmq.cli.sources import read_captions
 from mmq.config import get_settings
 from mmq.encoders.base import l2_normalize
 from mmq.encoders.lite_conse import LiteConseEncoder
-from mmq.relevance import GROUP_WEIGHTS, ROCCHIO_NEGATIVE, SVM_C, Direction, direction
+from mmq.relevance import (
+    GROUP_WEIGHTS,
+    ROCCHIO_NEGATIVE,
+    SVM_C,
+    SVM_LOSS,
+    Direction,
+    direction,
+)
+from mmq.services.examples import BACKGROUND_SIZE
 from mmq.training.features import image_features, text_features
 from mmq.training.fit import Pairs, split_by_image
 from tests.support.data import FLICKR
@@ -56,7 +64,6 @@ FEEDBACK_NS = (1, 3)
 JUDGED = 20
 FEEDBACK = "after one round of feedback"
 MIN_LEFT = 5  # a concept is used with n positives when it has n + MIN_LEFT photos at least
-BACKGROUND = 1000  # as the worker samples (mmq/services/examples.py)
 POOL_EACH, POOL_MEAN = 25, 50  # `svm, pooled`: neighbours of each positive, of their mean
 
 
@@ -65,6 +72,7 @@ class Params:
     c: float = SVM_C
     weights: tuple[float, float, float] = GROUP_WEIGHTS
     gamma: float = ROCCHIO_NEGATIVE
+    loss: str = SVM_LOSS
 
 
 Scores = dict[tuple[str, str, int], list[tuple[float, float]]]  # (table, method, n) → [(AP, P)]
@@ -204,13 +212,16 @@ def _direction(
         c=params.c,
         gamma=params.gamma,
         group_weights=params.weights,
+        loss=params.loss,
     )
 
 
 def _sample(n: int, leave_out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The worker's background: up to BACKGROUND items of the collection, less the examples."""
     rest = np.setdiff1d(np.arange(n), leave_out)
-    return rest if len(rest) <= BACKGROUND else rng.choice(rest, BACKGROUND, replace=False)
+    if len(rest) <= BACKGROUND_SIZE:
+        return rest
+    return rng.choice(rest, BACKGROUND_SIZE, replace=False)
 
 
 def _add(
@@ -234,9 +245,11 @@ def _add(
 def tune(data: Pairs, concepts: dict[str, np.ndarray], splits: int, draws: int) -> None:
     """The grids on the photos each split's head was trained on (never those scored): the
     SVM's C and group weights, then Rocchio's negative weight γ."""
-    svm_grid = [Params(c=c) for c in (0.01, 0.03, 0.1, 0.3, 1.0)] + [
-        Params(weights=w) for w in ((1.0, 2.0, 1.0), (1.0, 1.0, 0.5), (2.0, 1.0, 1.0))
-    ]
+    svm_grid = [
+        Params(c=c, loss=loss)
+        for loss in ("hinge", "squared_hinge")
+        for c in (0.01, 0.03, 0.1, 0.3, 1.0)
+    ] + [Params(weights=w) for w in ((1.0, 2.0, 1.0), (1.0, 1.0, 0.5), (2.0, 1.0, 1.0))]
     rocchio_grid = [Params(gamma=g) for g in (0.25, 0.5, 0.75, 1.0, 1.5)]
     rows: dict[tuple[Params, bool], Scores] = {}
     for seed in range(splits):
@@ -246,13 +259,14 @@ def tune(data: Pairs, concepts: dict[str, np.ndarray], splits: int, draws: int) 
             scored = measure(vectors, train, concepts, draws, seed, p, svm=svm)
             _merge(rows.setdefault((p, svm), {}), scored)
     print(f"\ntuning on the heads' training halves ({splits} splits): mAP@50, %")
-    print("\n| C | weights (pos, neg, sample) | svm 1 | svm 3 | svm 10 | svm fb 1 | svm fb 3 |")
-    print("|---|---|---|---|---|---|---|")
+    # weights: the SVM's group weights (positives, given negatives, collection sample)
+    print("\n| loss | C | weights | svm 1 | svm 3 | svm 10 | svm fb 1 | svm fb 3 |")
+    print("|---|---|---|---|---|---|---|---|")
     for (p, svm), scores in rows.items():
         if svm:
             cells = [_ap(scores, ("positives alone", "svm", n)) for n in NS]
             cells += [_ap(scores, (FEEDBACK, "svm", n)) for n in FEEDBACK_NS]
-            print(f"| {p.c} | {p.weights} | " + " | ".join(cells) + " |")
+            print(f"| {p.loss} | {p.c} | {p.weights} | " + " | ".join(cells) + " |")
     print("\n| Rocchio γ | centroid 1 | centroid 3 | centroid 10 | Rocchio fb 1 | Rocchio fb 3 |")
     print("|---|---|---|---|---|---|")
     for (p, svm), scores in rows.items():

@@ -32,7 +32,8 @@ METHODS: tuple[Method, ...] = ("svm", "centroid")
 
 # Chosen on the photos the benchmark's heads were trained on, never on those it scores
 # (benchmarks/more_like_these.py --tune; docs/examples.md).
-SVM_C = 0.03
+SVM_C = 0.1
+SVM_LOSS = "hinge"
 ROCCHIO_NEGATIVE = 0.75
 # Group weights of the SVM's samples, in total: positives, given negatives, background.
 GROUP_WEIGHTS = (1.0, 1.0, 1.0)
@@ -59,6 +60,7 @@ def direction(
     c: float = SVM_C,
     gamma: float = ROCCHIO_NEGATIVE,
     group_weights: tuple[float, float, float] = GROUP_WEIGHTS,
+    loss: str = SVM_LOSS,
 ) -> Direction:
     """The query direction of `method` for these unit vectors (rows)."""
     if len(positives) == 0:
@@ -66,7 +68,7 @@ def direction(
     if method == "centroid":
         return rocchio(positives, negatives, gamma=gamma)
     if method == "svm":
-        return svm(positives, negatives, background, c=c, group_weights=group_weights)
+        return svm(positives, negatives, background, c=c, group_weights=group_weights, loss=loss)
     raise BadRequest(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
 
 
@@ -84,6 +86,7 @@ def svm(
     *,
     c: float,
     group_weights: tuple[float, float, float] = GROUP_WEIGHTS,
+    loss: str = SVM_LOSS,
 ) -> Direction:
     """The linear SVM's boundary as a direction and an offset. With nothing to learn
     against (no negatives, an empty collection sample), the positives' centroid."""
@@ -99,7 +102,10 @@ def svm(
     y = np.concatenate([np.full(len(p), label) for p, label, _ in parts])
     weight = np.concatenate([np.full(len(p), w / len(p)) for p, _, w in parts])
     weight *= len(x) / weight.sum()  # mean 1, as scikit-learn's "balanced" weights
-    model = LinearSVC(C=c, dual=len(x) <= x.shape[1], max_iter=5000, random_state=0)
+    # The hinge loss is solved in the dual only; squared hinge in the primal when there are
+    # more samples than dimensions (faster there).
+    dual = loss == "hinge" or len(x) <= x.shape[1]
+    model = LinearSVC(C=c, loss=loss, dual=dual, max_iter=5000, random_state=0)
     with warnings.catch_warnings():
         # Few iterations short of the tolerance change no ranking worth a warning per query.
         warnings.simplefilter("ignore", ConvergenceWarning)
