@@ -273,3 +273,34 @@ def test_stored_vectors_says_which_ids_it_did_not_find(demo: str, db_session: Se
     again, same, _ = stored_vectors(session=db_session, collection=collection, item_ids=ids)
     assert same == ids
     np.testing.assert_allclose(again, vectors)
+
+
+@pytest.mark.slow
+def test_a_collection_sample_holds_its_items_of_the_kinds_asked(
+    demo: str, db_session: Session
+) -> None:
+    from mmq.store import repository
+    from mmq.store.examples import sample_vectors
+
+    collection = repository.get_collection(session=db_session, name=demo)
+    images = _image_ids(db_session, collection.id)
+    leave_out = set(images[:3])
+    vectors, ids = sample_vectors(
+        session=db_session, collection=collection, kinds=["image"], n=10, exclude_item_ids=leave_out
+    )
+    assert len(ids) == len(set(ids)) == 10 and vectors.shape == (10, collection.dim)
+    assert set(ids) <= set(images) - leave_out
+    _, every = sample_vectors(session=db_session, collection=collection, kinds=["image"], n=1000)
+    assert sorted(every) == sorted(images)  # fewer than asked: all of them
+
+
+def _image_ids(session: Session, collection_id: int) -> list[int]:
+    from sqlalchemy import select
+
+    from mmq.store.tables import Item
+
+    return list(
+        session.scalars(
+            select(Item.id).where(Item.collection_id == collection_id, Item.kind == "image")
+        )
+    )
