@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mmq.cli.train import add_arguments
 
-    add_arguments(sub.add_parser("train", help="fit an image→text alignment head for lite"))
+    about = "fit an image→text alignment head for lite (or --fusion autoencoder: its pair fusion)"
+    add_arguments(sub.add_parser("train", help=about))
 
     from mmq.cli.events import add_events_arguments, add_recommend_arguments
 

@@ -1,4 +1,5 @@
-"""`mmq train`: fit an alignment head for `lite` on image–caption pairs; write it with a card."""
+"""`mmq train`: fit an alignment head for `lite` on image–caption pairs; write it with a card.
+With `--fusion autoencoder`, a model's pair autoencoder instead (cli/train_autoencoder.py)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,34 @@ import json
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from mmq.cli.sources import read_captions
 from mmq.config import get_settings
 from mmq.errors import BadRequest
+from mmq.training.autoencoder_config import AutoencoderConfig
+from mmq.training.config import TrainConfig
 
 if TYPE_CHECKING:  # torch and the models load only when a head is trained
     from mmq.encoders.lite_conse import LiteConseEncoder
     from mmq.training.fit import Pairs
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from mmq.training.config import TrainConfig
+Recipe = TypeVar("Recipe", TrainConfig, AutoencoderConfig)
 
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of the images named in --captions")
     p.add_argument("--captions", required=True, help="CSV with columns image,caption")
-    p.add_argument("--out", required=True, help="folder for head.safetensors and card.json")
+    p.add_argument("--out", required=True, help="folder for the weights and card.json")
+    p.add_argument(
+        "--fusion",
+        choices=["autoencoder"],
+        help="train the model's autoencoder fusion of pairs instead of a head",
+    )
+    p.add_argument("--model", help="--fusion autoencoder: whose vectors (default MMQ_MODEL)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="images held out")
     p.add_argument("--extra-images", help="folder of extra training-only images")
     p.add_argument(
@@ -34,29 +44,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the card as JSON at the end")
     p.add_argument("--note", default="", help="provenance and terms of the data, for the card")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        value = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
+    # Flags of either recipe; unset ones take the recipe's default (shown in --help).
+    head, autoencoder = TrainConfig(), AutoencoderConfig()
+    for name in dict.fromkeys(f.name for c in (head, autoencoder) for f in fields(c)):
+        value = getattr(head, name, getattr(autoencoder, name, None))
+        shown = [
+            f"{getattr(c, name)} ({what})"
+            for c, what in ((head, "head"), (autoencoder, "autoencoder"))
+            if hasattr(c, name)
+        ]
+        flag, about = "--" + name.replace("_", "-"), "default " + ", ".join(shown)
         if isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=about)
         else:
-            p.add_argument(flag, type=type(value), default=value)
+            p.add_argument(flag, type=type(value), help=about)
+
+
+def config_from(recipe: type[Recipe], args: argparse.Namespace) -> Recipe:
+    """The recipe's hyper-parameters from the flags given (the rest: its defaults). A flag
+    of the other recipe only is an error, not silently ignored."""
+    own = {f.name for f in fields(recipe)}
+    for f in fields(TrainConfig) + fields(AutoencoderConfig):
+        if f.name not in own and getattr(args, f.name) is not None:
+            raise BadRequest(f"--{f.name.replace('_', '-')} is not an option of this recipe")
+    return recipe(**{n: getattr(args, n) for n in own if getattr(args, n) is not None})
 
 
 def run_train(args: argparse.Namespace) -> int:
     from mmq.encoders.alignment_head import save_head
     from mmq.encoders.lite_conse import LiteConseEncoder
-    from mmq.training.config import TrainConfig
     from mmq.training.features import image_features, text_features
     from mmq.training.fit import Pairs, fit, split_by_image
 
+    if args.fusion == "autoencoder":
+        from mmq.cli.train_autoencoder import run_train_autoencoder
+
+        return run_train_autoencoder(args)
+    if args.model:
+        raise BadRequest("--model is for --fusion autoencoder: a head is trained for lite")
     settings = get_settings()
     captions = read_captions(args.captions)
     names = sorted(n for n in captions if (Path(args.images) / n).is_file())
     if len(names) < 2:
         raise BadRequest(f"fewer than 2 images of {args.captions} are under {args.images}")
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    config = config_from(TrainConfig, args)
     t0 = time.monotonic()
     cache = settings.state_dir / "cache"
     encoder = LiteConseEncoder(device=settings.device, cache_dir=cache)

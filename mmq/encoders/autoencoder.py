@@ -4,13 +4,15 @@ A small bimodal autoencoder (Ngiam et al., ICML 2011) over a model's own image a
 vectors, trained by `mmq train --fusion autoencoder` (mmq/training/autoencoder.py). Only
 its encoder ships and runs here; the decoders were needed to train it:
 
-    code = normalize(image + text + W2 relu(W1 [image ; text] + b1) + b2)
+    h = relu(W1 [image ; text] + b1)
+    (g_image, g_text) = 2 sigmoid(G h + c)
+    code = normalize(g_image image + g_text text + W2 h + b2)
 
 A missing modality is a zero vector, so an image alone, a text alone and a pair all get a
-code in one space. W2 starts at zero, so an untrained autoencoder is the `sum` fusion
-exactly; training learns what to add. The folder holds `autoencoder.safetensors` and its
-`card.json` (data, recipe, the model version whose vectors it read); a model serves the
-one in `<head folder>/autoencoder` (mmq/encoders/lite.py).
+code in one space. G, c, W2 and b2 start at zero, so an untrained autoencoder is the `sum`
+fusion exactly; training learns how to weigh the two, and what to add. The folder holds
+`autoencoder.safetensors` and its `card.json` (data, recipe, the model version whose
+vectors it read); a model serves the one in `<head folder>/autoencoder` (encoders/lite.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from mmq.errors import BadRequest
 WEIGHTS = "autoencoder.safetensors"
 CARD = "card.json"
 FOLDER = "autoencoder"  # where a head's folder keeps its autoencoder
-PARAMETERS = ("encoder_in.weight", "encoder_in.bias", "encoder_out.weight", "encoder_out.bias")
+PARAMETERS = (
+    "encoder_in.weight",
+    "encoder_in.bias",
+    "encoder_out.weight",
+    "encoder_out.bias",
+    "gate.weight",
+    "gate.bias",
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,9 @@ class Autoencoder:
         w = self.weights
         x = np.concatenate([img, txt], axis=1)
         hidden = np.maximum(x @ w["encoder_in.weight"].T + w["encoder_in.bias"], 0.0)
-        code = img + txt + hidden @ w["encoder_out.weight"].T + w["encoder_out.bias"]
+        gates = 2.0 / (1.0 + np.exp(-(hidden @ w["gate.weight"].T + w["gate.bias"])))
+        residual = hidden @ w["encoder_out.weight"].T + w["encoder_out.bias"]
+        code = gates[:, :1] * img + gates[:, 1:] * txt + residual
         out = _unit(code).astype(np.float32)
         single = all(np.asarray(x).ndim == 1 for x in given)
         return out[0] if single else out
