@@ -3,7 +3,7 @@ sample of a collection (the SVM's background negatives).
 
 Vectors are read in pgvector's binary form (`vector_send`): parsing the text form costs
 about 0.18 ms a vector of 384 dimensions in Python, ten times the binary one's, and a
-sample is a thousand of them.
+sample is hundreds of them.
 """
 
 from __future__ import annotations
