@@ -20,6 +20,7 @@ def run_train_autoencoder(args: argparse.Namespace) -> int:
     from mmq.encoders.autoencoder import FOLDER
     from mmq.encoders.lite import LiteEncoder
     from mmq.training.autoencoder import fit_autoencoder, save_autoencoder
+    from mmq.training.autoencoder_calibration import calibrate
     from mmq.training.fit import split_by_image
     from mmq.training.pair_vectors import pair_vectors
 
@@ -71,6 +72,7 @@ def run_train_autoencoder(args: argparse.Namespace) -> int:
         "autoencoder": {"dim": int(data.images.shape[1]), "hidden": config.hidden},
     }
     out = Path(args.out)
+    card["calibration"] = calibrate(result.model.shipped(), data, val, out, seed=config.seed)
     digest = save_autoencoder(out, result.model, card)
     if len(val):  # for `mmq eval --only`: the images it never saw
         (out / "val_images.txt").write_text("".join(f"{names[i]}\n" for i in val))
@@ -78,6 +80,7 @@ def run_train_autoencoder(args: argparse.Namespace) -> int:
         print(json.dumps({**card, "autoencoder_hash": digest}))
         return 0
     home = encoder.head_dir / FOLDER
+    print(f"calibration: {card['calibration']}")
     print(
         f"autoencoder {digest} written to {out} (best step {result.best_step}); "
         + (

@@ -19,17 +19,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmq.encoders.calibration import IDENTITY, Calibration
+from mmq.encoders.calibration import (
+    IDENTITY,
+    ITEM_KINDS,
+    QUERY_KINDS,
+    Affine,
+    Calibration,
+    anchored,
+)
 from mmq.errors import BadRequest
 
 WEIGHTS = "autoencoder.safetensors"
 CARD = "card.json"
+CALIBRATION = "calibration.json"  # its own maps (encoders/calibration.py), under "autoencoder"
 FOLDER = "autoencoder"  # where a head's folder keeps its autoencoder
 PARAMETERS = (
     "encoder_in.weight",
@@ -49,8 +60,7 @@ class Autoencoder:
     card: dict[str, Any]
     hash: str  # of the weights file: part of the version of a collection of its codes
     source: str
-    # Scores in an autoencoder collection are code cosines: the identity (docs/models.md,
-    # "The autoencoder fusion", says why).
+    # Its own maps, fitted on its codes (`calibration.json`); none: raw cosines.
     calibration: Calibration = field(default=IDENTITY)
 
     @property
@@ -112,7 +122,7 @@ def load_autoencoder(folder: Path, *, base_version: str) -> Autoencoder:
             f"{card.get('base_version')}; this model is version {base_version}: train it "
             "again (mmq train --fusion autoencoder) or remove the folder"
         )
-    return Autoencoder(weights, card, autoencoder_hash(folder), str(folder))
+    return Autoencoder(weights, card, autoencoder_hash(folder), str(folder), load_maps(folder))
 
 
 def load_optional(folder: Path, *, base_version: str) -> Autoencoder | None:
@@ -120,6 +130,38 @@ def load_optional(folder: Path, *, base_version: str) -> Autoencoder | None:
     if not (Path(folder) / WEIGHTS).is_file():
         return None
     return load_autoencoder(folder, base_version=base_version)
+
+
+def load_maps(folder: Path) -> Calibration:
+    """The calibration of an autoencoder's codes in `folder`, or the identity without one.
+    Checked as a model's: every query and item kind, finite, slopes positive."""
+    path = Path(folder) / CALIBRATION
+    if not path.is_file():
+        return IDENTITY
+    try:
+        raw = json.loads(path.read_text())["maps"]
+        maps = {q: {k: _affine(raw[q][k]) for k in ITEM_KINDS} for q in QUERY_KINDS}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadRequest(f"calibration file {path} is unusable: {exc!r}") from None
+    return Calibration(anchored({"autoencoder": maps}), source=str(path))
+
+
+def save_maps(
+    folder: Path, maps: Mapping[str, Mapping[str, Affine]], about: Mapping[str, Any]
+) -> None:
+    """Write maps (query kind → item kind → (slope, offset)) with `about` beside them."""
+    rounded = {q: {k: [round(v, 6) for v in maps[q][k]] for k in ITEM_KINDS} for q in QUERY_KINDS}
+    text = json.dumps({**about, "maps": rounded}, indent=2, ensure_ascii=False)
+    text = re.sub(r"\[\s+(\S+),\s+(\S+)\s+\]", r"[\1, \2]", text)  # a map on one line
+    (Path(folder) / CALIBRATION).write_text(text + "\n")
+    load_maps(folder)  # what we write must load
+
+
+def _affine(value: Any) -> Affine:
+    slope, offset = (float(v) for v in value)
+    if not (math.isfinite(slope) and math.isfinite(offset) and slope > 0):
+        raise ValueError(f"bad map {value}: needs a finite positive slope and a finite offset")
+    return slope, offset
 
 
 def autoencoder_hash(folder: Path) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from mmq.encoders.autoencoder import Autoencoder
 from mmq.encoders.calibration import FUSIONS, ITEM_KINDS, QUERY_KINDS, Affine
 from mmq.services.vectors import item_vector, query_vector
 
@@ -52,16 +53,21 @@ def fit_calibration(
     *,
     seed: int = 0,
     relevance: bool = True,
+    fusions: tuple[str, ...] = FUSIONS,
+    autoencoder: Autoencoder | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(maps: fusion → query kind → item kind → (slope, offset), how each was fitted).
 
     `images` are the model's unit image vectors, `texts` its unit caption vectors and
     `caption_image[i]` the row of caption i's image; every image needs a caption.
-    `relevance=False` fits every pair on its non-relevant scores (kept for the benchmark)."""
+    `relevance=False` fits every pair on its non-relevant scores (kept for the benchmark).
+    `fusions=("autoencoder",)` with the `autoencoder`: the maps of its codes."""
     maps: dict[str, Any] = {}
     report: dict[str, Any] = {}
-    for fusion in FUSIONS:
-        scores = pair_scores(images, texts, caption_image, fusion=fusion, seed=seed)
+    for fusion in fusions:
+        scores = pair_scores(
+            images, texts, caption_image, fusion=fusion, seed=seed, autoencoder=autoencoder
+        )
         maps[fusion], report[fusion] = _maps(scores, relevance=relevance)
     return maps, report
 
@@ -73,16 +79,17 @@ def pair_scores(
     *,
     fusion: str,
     seed: int = 0,
+    autoencoder: Autoencoder | None = None,
 ) -> dict[tuple[str, str], Scores]:
     """The scores search would give each (query kind, item kind) pair in a `fusion`
     collection holding these images, captions and pairs (each image with its first caption)."""
     rng = np.random.default_rng(seed)
     n = len(images)
     first = np.array([np.flatnonzero(caption_image == j)[0] for j in range(n)])
-    f: Any = fusion
-    image_items = item_vector({"image": images}, collection_fusion=f)
-    text_items = item_vector({"text": texts}, collection_fusion=f)
-    pair_items = item_vector({"image": images, "text": texts[first]}, collection_fusion=f)
+    f: Any = {"collection_fusion": fusion, "autoencoder": autoencoder}
+    image_items = item_vector({"image": images}, **f)
+    text_items = item_vector({"text": texts}, **f)
+    pair_items = item_vector({"image": images, "text": texts[first]}, **f)
     items = {"image": image_items, "text": text_items, "pair": pair_items}
     item_image = {"image": np.arange(n), "text": caption_image, "pair": np.arange(n)}
 
@@ -94,7 +101,7 @@ def pair_scores(
     # captions and their image's pair (unless the pair holds the query caption itself).
     q = _draw(len(texts), rng)
     owner = caption_image[q]
-    vectors, scale = query_vector({"text": texts[q]}, collection_fusion=f)
+    vectors, scale = query_vector({"text": texts[q]}, **f)
     for kind, s in scored(vectors, scale).items():
         relevant = owner[:, None] == item_image[kind][None, :]
         keep = np.ones_like(relevant)
@@ -105,7 +112,7 @@ def pair_scores(
         out[("text", kind)] = _split(s, relevant, keep, rng)
     # Image queries: their captions are relevant; the image itself (and its pair) is left out.
     q = _draw(n, rng)
-    vectors, scale = query_vector({"image": images[q]}, collection_fusion=f)
+    vectors, scale = query_vector({"image": images[q]}, **f)
     for kind, s in scored(vectors, scale).items():
         same = q[:, None] == item_image[kind][None, :]
         if kind == "text":
@@ -117,7 +124,7 @@ def pair_scores(
     q = _draw(n, rng)
     partner = (q + rng.integers(1, n, size=len(q))) % n
     caption = np.array([rng.choice(np.flatnonzero(caption_image == j)) for j in partner])
-    vectors, scale = query_vector({"text": texts[caption], "image": images[q]}, collection_fusion=f)
+    vectors, scale = query_vector({"text": texts[caption], "image": images[q]}, **f)
     for kind, s in scored(vectors, scale).items():
         near = (q[:, None] == item_image[kind][None, :]) | (
             partner[:, None] == item_image[kind][None, :]
