@@ -2,6 +2,7 @@
 
     python -m benchmarks.fusion_autoencoder [--splits 3]   # measure
     python -m benchmarks.fusion_autoencoder --ship         # also write lite's autoencoder
+    python -m benchmarks.fusion_autoencoder --penalties 0,100,1000   # residual penalties
 
 Per split, the 500 photos are cut in halves (`split_by_image`, seed = split). Everything is
 trained on one half and scored on the other:
@@ -68,12 +69,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=3)
     parser.add_argument("--ship", action="store_true", help="also write the shipped autoencoder")
+    parser.add_argument(
+        "--penalties",
+        help="instead: validation curves for these residual penalties, e.g. 0,100,1000",
+    )
     args = parser.parse_args()
     if not FLICKR.is_dir():
         print(f"{FLICKR} is absent: nothing to measure")
         return 0
     torch.set_num_threads(2)
     data, extra = load_data()
+    if args.penalties:
+        penalty_curves(data, extra, [float(p) for p in args.penalties.split(",")])
+        return 0
     rows: dict[str, list[list[float]]] = {}
     kinds: dict[str, list[list[float]]] = {}
     best_steps = []
@@ -144,6 +152,23 @@ def training_set(
         vectors[fill] = recipe_vectors(data, extra, fit_on, seed)[fill]
     inner_train, inner_val = (photos[i] for i in split_by_image(len(photos), 0.1, seed))
     return PairVectors(vectors, data.texts, data.caption_image), inner_train, inner_val
+
+
+def penalty_curves(data: Pairs, extra: Pairs | None, penalties: list[float]) -> None:
+    """Caption → pair R@1 on validation photos while training, per residual penalty: the
+    training half of split 0 (out-of-fold vectors), 200 photos to train on, 50 to
+    validate on, the other 200 pairs as distractors; and the last training loss."""
+    train, _ = split_by_image(len(data.images), 0.5, 0)
+    seen, _, _ = training_set(data, extra, train, 0)
+    inner_train, inner_val = (train[i] for i in split_by_image(len(train), 0.2, 0))
+    steps = (0, 25, 50, 100, 200, 400, 600)
+    print("| residual penalty | " + " | ".join(f"step {s}" for s in steps) + " | training loss |")
+    print("|---" * (len(steps) + 2) + "|")
+    for penalty in penalties:
+        config = AutoencoderConfig(residual_penalty=penalty, steps=600, patience=10**6)
+        curve = fit_autoencoder(seen, inner_train, inner_val, config).history
+        r1 = [f"{h['text_r1']:.1f}" for h in curve if h["step"] in steps]
+        print(f"| {penalty:g} | " + " | ".join(r1) + f" | {curve[-1]['contrastive']:.3f} |")
 
 
 def ship(data: Pairs, extra: Pairs | None, *, steps: int) -> None:
