@@ -103,8 +103,8 @@ def query_vector(
     if "autoencoder" in (method, collection_fusion):
         if method != collection_fusion:
             raise BadRequest(
-                f"a {method}-fused query cannot search a collection created with "
-                f"fusion={collection_fusion}: its vectors live in another space"
+                f"a query fused by {method!r} cannot search a collection created with "
+                f"fusion={collection_fusion!r}: its vectors live in another space"
             )
         return _code(parts, autoencoder, weights), 1.0
     if method == "concat" and collection_fusion != "concat":
