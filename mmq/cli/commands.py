@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE
 from mmq.client import Client, IngestJob
@@ -17,6 +17,7 @@ from mmq.schemas import ALL_KINDS, Hit, ItemKind
 
 # Most jobs have visibly started by then; only one that has not pays for asking the workers.
 STALL_S = 2.0
+R = TypeVar("R")
 
 
 def db(args: argparse.Namespace) -> int:
@@ -101,6 +102,20 @@ def wait_with_progress(
             time.sleep(0.2)
 
 
+def wait_watched(
+    client: Client, job_id: str, result: Callable[[float], R], args: argparse.Namespace
+) -> R:
+    """`result(timeout)` of a job on the search queue; if it has not come after STALL_S,
+    check for a worker (`_watch`) and wait out the rest of `--timeout`."""
+    try:
+        return result(min(STALL_S, args.timeout))
+    except JobTimeout:
+        if args.timeout <= STALL_S:
+            raise
+        _watch(client, SEARCH_QUEUE, args)(job_id)
+        return result(args.timeout - STALL_S)
+
+
 def _watch(client: Client, queue: str, args: argparse.Namespace) -> Callable[[str], None]:
     """What to do when a job has waited STALL_S: if the database has no schema or no worker
     consumes the queue, say so, then exit or keep waiting as `--if-no-worker` asks."""
@@ -134,13 +149,7 @@ def search(args: argparse.Namespace) -> int:
         negatives=args.unlike,
         method=args.method,
     )
-    try:
-        result = job.result(timeout=min(STALL_S, args.timeout))
-    except JobTimeout:
-        if args.timeout <= STALL_S:
-            raise
-        _watch(client, SEARCH_QUEUE, args)(job.id)
-        result = job.result(timeout=args.timeout - STALL_S)
+    result = wait_watched(client, job.id, job.result, args)
     hits = [hit_json(h) for h in result.hits]
     if args.json:
         print(json.dumps(hits, indent=2))

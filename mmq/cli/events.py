@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmq.errors import BadRequest, JobTimeout, NotFound
+from mmq.errors import BadRequest, NotFound
 from mmq.jobs.events import DEFAULT_WEIGHTS, new_event
 
 if TYPE_CHECKING:  # building the parser loads no Celery
@@ -114,8 +114,7 @@ def _time(raw: str | None) -> datetime | None:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    from mmq.broker import SEARCH_QUEUE
-    from mmq.cli.commands import STALL_S, _parse_filter, _parse_targets, _watch, hit_json
+    from mmq.cli.commands import _parse_filter, _parse_targets, hit_json, wait_watched
     from mmq.client import Client
 
     client = Client()
@@ -128,13 +127,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         exclude_seen=not args.include_seen,
         method=args.method,
     )
-    try:
-        result = job.result(timeout=min(STALL_S, args.timeout))
-    except JobTimeout:
-        if args.timeout <= STALL_S:
-            raise
-        _watch(client, SEARCH_QUEUE, args)(job.id)
-        result = job.result(timeout=args.timeout - STALL_S)
+    result = wait_watched(client, job.id, job.result, args)
     hits = [hit_json(h) | {"because": h.because} for h in result.hits]
     if args.json:
         keys = ("user", "method", "cold_start", "history", "history_missing")
