@@ -141,7 +141,7 @@ def test_output_piped_into_a_reader_that_stops_early_is_no_error(
 
 def test_search_of_a_missing_collection_is_not_found(workers: Procs) -> None:
     # The worker raises it; the CLI prints one line with the error's kind, and exits with
-    # the kind's status (README "Errors": not_found, 4). No traceback.
+    # the kind's status (docs/design.md "Errors": not_found, 4). No traceback.
     failed = mmq("search", "--collection", "missing-collection", "--text", "x", check=False)
     assert failed.stderr == "mmq search: not_found: unknown collection 'missing-collection'\n"
     assert (failed.returncode, failed.stdout) == (4, "")
