@@ -184,6 +184,16 @@ def test_a_collection_of_codes_answers_every_query_kind(
     assert all(-1.0 <= h.score <= 1.0 for h in composed.hits)
     with pytest.raises(BadRequest, match="cannot search a collection created with"):
         client.search(collection=name, text="a cat", fusion="sum").result(60)
+    # Examples given by content are coded by the same autoencoder as the stored ones.
+    for method in ("svm", "centroid"):
+        liked = client.search(
+            collection=name,
+            positives=[{"text": "a cat lying on a blanket"}, "soup"],
+            method=method,
+            k=3,
+        ).result(60)
+        assert liked.hits[0].external_id == "chelsea", method
+        assert "soup" not in [h.external_id for h in liked.hits]
 
     # The same pairs fused by `sum`: the encoder's version, not the codes'.
     plain = fresh("ae-sum")
