@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from mmq.cli.sources import read_captions
+from mmq.cli.sources import Captions, read_captions
 from mmq.config import get_settings
 from mmq.errors import BadRequest
 from mmq.training.autoencoder_config import AutoencoderConfig
@@ -60,6 +60,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=type(value), help=about)
 
 
+def captioned_images(args: argparse.Namespace) -> tuple[Captions, list[str]]:
+    """`--captions` read, and the names of its images found under `--images` (sorted)."""
+    captions = read_captions(args.captions)
+    names = sorted(n for n in captions if (Path(args.images) / n).is_file())
+    if len(names) < 2:
+        raise BadRequest(f"fewer than 2 images of {args.captions} are under {args.images}")
+    return captions, names
+
+
 def config_from(recipe: type[Recipe], args: argparse.Namespace) -> Recipe:
     """The recipe's hyper-parameters from the flags given (the rest: its defaults). A flag
     of the other recipe only is an error, not silently ignored."""
@@ -83,10 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.model:
         raise BadRequest("--model is for --fusion autoencoder: a head is trained for lite")
     settings = get_settings()
-    captions = read_captions(args.captions)
-    names = sorted(n for n in captions if (Path(args.images) / n).is_file())
-    if len(names) < 2:
-        raise BadRequest(f"fewer than 2 images of {args.captions} are under {args.images}")
+    captions, names = captioned_images(args)
     config = config_from(TrainConfig, args)
     t0 = time.monotonic()
     cache = settings.state_dir / "cache"

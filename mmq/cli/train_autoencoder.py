@@ -8,8 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from mmq.cli.sources import read_captions
-from mmq.cli.train import config_from
+from mmq.cli.train import captioned_images, config_from
 from mmq.config import get_settings
 from mmq.errors import BadRequest
 from mmq.training.autoencoder_config import AutoencoderConfig
@@ -27,10 +26,7 @@ def run_train_autoencoder(args: argparse.Namespace) -> int:
     if args.extra_images or args.extra_captions:
         raise BadRequest("--extra-images/--extra-captions train a head, not an autoencoder")
     settings = get_settings()
-    captions = read_captions(args.captions)
-    names = sorted(n for n in captions if (Path(args.images) / n).is_file())
-    if len(names) < 2:
-        raise BadRequest(f"fewer than 2 images of {args.captions} are under {args.images}")
+    captions, names = captioned_images(args)
     config = config_from(AutoencoderConfig, args)
     t0 = time.monotonic()
     cache = settings.state_dir / "cache"

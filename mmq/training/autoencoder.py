@@ -20,7 +20,7 @@ retrieval (`pair_retrieval`), the task the fusion is for.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from mmq.encoders.autoencoder import CARD, PARAMETERS, WEIGHTS, Autoencoder, aut
 from mmq.schemas import FusionName
 from mmq.services.vectors import item_vector, query_vector
 from mmq.training.autoencoder_config import AutoencoderConfig
+from mmq.training.early_stop import EarlyStop, Trained
 
 KS = (1, 5, 10)
 
@@ -90,19 +91,10 @@ def _decoder(dim: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
 
 
-@dataclass
-class AutoencoderResult:
+@dataclass(kw_only=True)
+class AutoencoderResult(Trained):
     model: PairAutoencoder
     config: AutoencoderConfig
-    best_step: int
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    @property
-    def best(self) -> dict[str, float]:
-        return next((h for h in self.history if h["step"] == self.best_step), {})
-
-    def card(self) -> dict[str, object]:
-        return {"config": asdict(self.config), "best_step": self.best_step, "history": self.history}
 
 
 def fit_autoencoder(
@@ -121,11 +113,12 @@ def fit_autoencoder(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     validate = len(val) > 0
-    result = AutoencoderResult(model, config, best_step=0 if validate else config.steps)
+    result = AutoencoderResult(
+        model=model, config=config, best_step=0 if validate else config.steps
+    )
     if validate:
         result.history.append({"step": 0.0, **_validate(model, data, val, train)})
-    best_score, stale = (_score(result.history[-1]) if validate else 0.0), 0
-    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    stop = EarlyStop(model, result, validate=validate, patience=config.patience, score=_score)
     for step in range(1, config.steps + 1):
         model.train()
         photos = rng.choice(train, size=min(config.batch_size, len(train)), replace=False)
@@ -163,17 +156,9 @@ def fit_autoencoder(
             }
             if validate:
                 metrics |= _validate(model, data, val, train)
-            result.history.append(metrics)
-            if not validate:
-                best_state = {k: v.clone() for k, v in model.state_dict().items()}
-            elif _score(metrics) > best_score:
-                best_score, stale, result.best_step = _score(metrics), 0, step
-                best_state = {k: v.clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
-    model.load_state_dict(best_state)
+            if stop.record(step, metrics):
+                break
+    stop.restore()
     model.eval()
     return result
 

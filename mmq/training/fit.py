@@ -9,7 +9,7 @@ against all of the image's captions at once (multi-positive, uniform target).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from mmq.encoders.alignment_head import AlignmentHead
 from mmq.errors import BadRequest
 from mmq.training.config import TrainConfig
+from mmq.training.early_stop import EarlyStop, Trained
 
 KS = (1, 5, 10)
 BATCHES = ("all-captions", "one-caption", "random")
@@ -42,19 +43,10 @@ class Pairs:
         return joined, np.arange(n, n + len(other.images))
 
 
-@dataclass
-class TrainResult:
+@dataclass(kw_only=True)
+class TrainResult(Trained):
     head: AlignmentHead
     config: TrainConfig
-    best_step: int
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    @property
-    def best(self) -> dict[str, float]:
-        return next((h for h in self.history if h["step"] == self.best_step), {})
-
-    def card(self) -> dict[str, object]:
-        return {"config": asdict(self.config), "best_step": self.best_step, "history": self.history}
 
 
 def split_by_image(n_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,11 +76,10 @@ def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -
     train_captions = np.flatnonzero(np.isin(pairs.caption_image, train))
     # Without held-out images there is nothing to stop on: train for `steps` and keep the end.
     validate = len(val) > 0
-    result = TrainResult(head, config, best_step=0 if validate else config.steps)
+    result = TrainResult(head=head, config=config, best_step=0 if validate else config.steps)
     if validate:
         result.history.append(evaluate(head, pairs, val, log_scale, step=0))
-    best_score, stale = (_score(result.history[-1]) if validate else 0.0), 0
-    best_state = {k: v.clone() for k, v in head.state_dict().items()}
+    stop = EarlyStop(head, result, validate=validate, patience=config.patience, score=_score)
     for step in range(1, config.steps + 1):
         head.train()
         batch, caption, owner = _draw_batch(config, rng, train, train_captions, captions_of, pairs)
@@ -107,17 +98,9 @@ def fit(pairs: Pairs, train: np.ndarray, val: np.ndarray, config: TrainConfig) -
             metrics = {"step": float(step), "train_loss": float(loss.detach())}
             if validate:
                 metrics |= evaluate(head, pairs, val, log_scale, step=step)
-            result.history.append(metrics)
-            if not validate:
-                best_state = {k: v.clone() for k, v in head.state_dict().items()}
-            elif _score(metrics) > best_score:
-                best_score, stale, result.best_step = _score(metrics), 0, step
-                best_state = {k: v.clone() for k, v in head.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
-    head.load_state_dict(best_state)
+            if stop.record(step, metrics):
+                break
+    stop.restore()
     head.set_dropout(0.0)
     return result
 
