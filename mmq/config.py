@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Workers read image and video paths only under these directories (symlinks resolved),
     # given as MMQ_INGEST_ROOTS=/data/photos:/data/videos. Unset: the working directory.
     ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Uploads through the HTTP API, stored by content (mmq/media/store.py) where workers
+    # read them: always an ingest root too. Unset: `state_dir / "media"`.
+    media_dir: Path | None = None
     # How long a new prefork pool process may take to load its model.
     model_load_timeout_s: float = Field(default=300.0, gt=0)
     # Prefork pool: a process past this resident memory is replaced after its task.
@@ -123,8 +126,17 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def resolved_media_dir(self) -> Path:
+        """Where uploads are stored: `media_dir`, else `state_dir / "media"`, absolute."""
+        return (self.media_dir or self.state_dir / "media").expanduser().absolute()
+
+    @property
     def resolved_ingest_roots(self) -> list[Path]:
-        return [root.resolve() for root in self.ingest_roots or [Path.cwd()]]
+        """The directories workers read paths from: the ingest roots (else the working
+        directory), then the media directory, where the API's uploads are."""
+        roots = [root.resolve() for root in self.ingest_roots or [Path.cwd()]]
+        media = self.resolved_media_dir.resolve()
+        return roots if media in roots else [*roots, media]
 
     @field_validator("database_url")
     @classmethod

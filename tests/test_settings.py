@@ -222,7 +222,11 @@ def test_ingest_roots_are_a_path_list(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("MMQ_INGEST_ROOTS", f"{tmp_path}/a{os.pathsep}{tmp_path}/b")
     assert Settings().ingest_roots == [tmp_path / "a", tmp_path / "b"]
     monkeypatch.delenv("MMQ_INGEST_ROOTS")
-    assert Settings().resolved_ingest_roots == [Path.cwd().resolve()]
+    settings = Settings()
+    assert settings.resolved_ingest_roots == [
+        Path.cwd().resolve(),
+        settings.resolved_media_dir.resolve(),
+    ]
 
 
 def test_every_task_is_time_limited_and_outlived_by_the_visibility_timeout() -> None:
