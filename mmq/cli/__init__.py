@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="items for a user, from their recorded events")
     add_recommend_arguments(p)
     _if_no_worker(p, default="exit")
+
+    from mmq.cli.keys import add_keys_arguments
+
+    add_keys_arguments(sub.add_parser("keys", help="API keys of the HTTP API"))
     return parser
 
 
@@ -174,6 +178,10 @@ def _run(args: argparse.Namespace) -> int:
         from mmq.cli.events import run_events, run_recommend
 
         return (run_events if args.command == "events" else run_recommend)(args)
+    if args.command == "keys":
+        from mmq.cli.keys import run_keys
+
+        return run_keys(args)
     from mmq.cli import commands
 
     handler = {
