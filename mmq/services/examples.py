@@ -23,11 +23,12 @@ from mmq.encoders import Encoder
 from mmq.encoders.base import l2_normalize
 from mmq.errors import BadRequest, NotFound
 from mmq.media import clean_text, decode_image
-from mmq.relevance import Direction, Method, direction
-from mmq.schemas import Example, Hit, ItemKind, SearchRequest, SearchResult, SegmentHit
+from mmq.relevance import Method, direction
+from mmq.schemas import Example, Hit, ItemKind, SearchRequest, SearchResult
+from mmq.services.hits import item_hit, video_hits
 from mmq.services.vectors import Space, collection_space, item_vector
 from mmq.store import examples as stored
-from mmq.store import repository, segments
+from mmq.store import repository
 from mmq.store.tables import Collection
 
 BACKGROUND_SIZE = 500  # items of the collection sampled as the SVM's negatives
@@ -96,6 +97,10 @@ def rank_examples(
     if method == "svm":
         background = _background(session, collection, targets, exclude, positives)
     ranker = direction(method, positives, negatives, background)
+
+    def score(distance: float, kind: str) -> float:
+        return (1.0 - distance) + ranker.offset
+
     if method == "svm":
         ef_search *= SVM_EF_FACTOR
     want = k + len(exclude)  # the excluded may take places among the nearest
@@ -111,21 +116,18 @@ def rank_examples(
             filter=filter,
             ef_search=ef_search,
         )
-        hits += [
-            Hit(
-                item_id=r.item_id,
-                external_id=r.external_id,
-                score=_score(ranker, r.distance),
-                kind=r.kind,  # type: ignore[arg-type]
-                uri=r.uri,
-                text=r.text,
-                metadata=r.metadata,
-            )
-            for r in rows
-        ]
+        hits += [item_hit(r, score) for r in rows]
     if "video" in targets:
-        hits += _video_hits(
-            session, collection, ranker, want, filter, ef_search, segments_listed, min_score
+        hits += video_hits(
+            session,
+            collection,
+            ranker.vector,
+            score,
+            k=want,
+            filter=filter,
+            ef_search=ef_search,
+            listed=segments_listed,
+            min_score=min_score,
         )
     hits = [h for h in hits if h.item_id not in exclude]
     if min_score is not None:
@@ -240,70 +242,6 @@ def _encode(
             item_vector(parts, collection_fusion=target.fusion, autoencoder=target.autoencoder)
         )
     return np.stack(out).astype(np.float32)
-
-
-def _score(ranker: Direction, distance: float) -> float:
-    return (1.0 - distance) + ranker.offset
-
-
-def _video_hits(
-    session: Session,
-    collection: Collection,
-    ranker: Direction,
-    k: int,
-    filter: dict[str, Any] | None,
-    ef_search: int,
-    listed: str,
-    min_score: float | None,
-) -> list[Hit]:
-    """Videos ranked by their best segment's score, as a query ranks them."""
-    best = segments.best_segments(
-        session=session,
-        collection=collection,
-        query=ranker.vector,
-        k=k,
-        filter=filter,
-        ef_search=ef_search,
-    )
-    videos = segments.video_rows(session=session, item_ids=[b.item_id for b in best])
-    every: dict[int, list[SegmentHit]] = {}
-    if listed == "all" and best:
-        floor = -np.inf if min_score is None else min_score
-        scored = segments.all_segments(
-            session=session,
-            collection=collection,
-            query=ranker.vector,
-            item_ids=[b.item_id for b in best],
-        )
-        for item_id, found in scored.items():
-            every[item_id] = [
-                SegmentHit(
-                    start_s=s.start_s,
-                    end_s=s.end_s,
-                    keyframe_s=s.keyframe_s,
-                    score=_score(ranker, s.distance),
-                )
-                for s in found
-                if _score(ranker, s.distance) >= floor
-            ]
-    return [
-        Hit(
-            item_id=b.item_id,
-            external_id=videos[b.item_id].external_id,
-            score=_score(ranker, b.distance),
-            kind="video",
-            uri=videos[b.item_id].uri,
-            text=None,
-            metadata=videos[b.item_id].metadata,
-            start_s=b.start_s,
-            end_s=b.end_s,
-            keyframe_s=b.keyframe_s,
-            duration_s=videos[b.item_id].duration_s,
-            segments=every.get(b.item_id),
-        )
-        for b in best
-        if b.item_id in videos
-    ]
 
 
 _samples: dict[tuple[object, ...], tuple[float, np.ndarray, list[int]]] = {}

@@ -22,10 +22,11 @@ from mmq.encoders.base import l2_normalize
 from mmq.encoders.calibration import IDENTITY, Calibration, query_kind
 from mmq.errors import BadRequest
 from mmq.media import clean_text, decode_image
-from mmq.schemas import Hit, SearchRequest, SearchResult, SegmentHit
+from mmq.schemas import Hit, SearchRequest, SearchResult
 from mmq.services.examples import search_by_examples
+from mmq.services.hits import item_hit, video_hits
 from mmq.services.vectors import collection_space, query_vector
-from mmq.store import repository, segments
+from mmq.store import repository
 from mmq.store.tables import Collection
 
 
@@ -89,7 +90,17 @@ def search(
     if item_kinds:
         hits += item_hits(session, collection, query, score, request, item_kinds, ef_search)
     if "video" in request.targets:
-        hits += video_hits(session, collection, query, score, request, ef_search)
+        hits += video_hits(
+            session,
+            collection,
+            query,
+            score,
+            k=request.k,
+            filter=request.filter,
+            ef_search=ef_search,
+            listed=request.segments,
+            min_score=request.min_score,
+        )
     # Nothing found: say what the collection holds, so that "no hits" because `targets`
     # leaves out every kind it has (or it is empty) is not read as "no match".
     kinds_held = None if hits else repository.kinds_held(session=session, collection=collection)
@@ -146,76 +157,7 @@ def item_hits(
         for kind in kinds:
             if score(farthest, kind) > kth:
                 found.update((r.item_id, r) for r in nearest([kind]))
-    return [
-        Hit(
-            item_id=r.item_id,
-            external_id=r.external_id,
-            score=score(r.distance, r.kind),
-            kind=r.kind,  # type: ignore[arg-type]
-            uri=r.uri,
-            text=r.text,
-            metadata=r.metadata,
-        )
-        for r in found.values()
-    ]
-
-
-def video_hits(
-    session: Session,
-    collection: Collection,
-    query: np.ndarray,
-    score: Scorer,
-    request: SearchRequest,
-    ef_search: int,
-) -> list[Hit]:
-    """The k videos whose best segment is nearest, each with that segment's time range
-    (and, with segments="all", every segment scoring at least min_score). Segment vectors
-    are image vectors: a video's scores take the calibration of images."""
-    best = segments.best_segments(
-        session=session,
-        collection=collection,
-        query=query,
-        k=request.k,
-        filter=request.filter,
-        ef_search=ef_search,
-    )
-    ids = [b.item_id for b in best]
-    videos = segments.video_rows(session=session, item_ids=ids)
-    listed: dict[int, list[SegmentHit]] = {}
-    if request.segments == "all" and ids:
-        floor = -np.inf if request.min_score is None else request.min_score
-        scored = segments.all_segments(
-            session=session, collection=collection, query=query, item_ids=ids
-        )
-        for item_id, found in scored.items():
-            hits = [
-                SegmentHit(
-                    start_s=s.start_s,
-                    end_s=s.end_s,
-                    keyframe_s=s.keyframe_s,
-                    score=score(s.distance, "video"),
-                )
-                for s in found
-            ]
-            listed[item_id] = [h for h in hits if h.score >= floor]
-    return [
-        Hit(
-            item_id=b.item_id,
-            external_id=videos[b.item_id].external_id,
-            score=score(b.distance, "video"),
-            kind="video",
-            uri=videos[b.item_id].uri,
-            text=None,
-            metadata=videos[b.item_id].metadata,
-            start_s=b.start_s,
-            end_s=b.end_s,
-            keyframe_s=b.keyframe_s,
-            duration_s=videos[b.item_id].duration_s,
-            segments=listed.get(b.item_id),
-        )
-        for b in best
-        if b.item_id in videos
-    ]
+    return [item_hit(r, score) for r in found.values()]
 
 
 def _encode_query(
