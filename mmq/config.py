@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mmq.schemas import FusionName
@@ -108,6 +108,19 @@ class Settings(BaseSettings):
     # Recommendations: an event's weight halves with every this many days of its age.
     recommend_half_life_days: float = Field(default=30.0, gt=0)
 
+    # The HTTP API (`mmq serve`, docs/api.md). Requests per minute one key may make; past
+    # it, 429 with Retry-After.
+    api_rate_per_minute: int = Field(default=1200, gt=0)
+    # Signs the media URLs the API hands out; unset, a random secret kept in `state_dir`
+    # (every API process must share it: set it when they do not share a state folder).
+    api_secret: SecretStr | None = None
+    api_url_ttl_s: float = Field(default=3600.0, gt=0)  # how long a signed media URL works
+    # Largest request body of an upload and of a JSON request: past it, 413.
+    api_max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    api_max_json_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Origins allowed to call the API from a browser (CORS); empty: none but its own page.
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     @field_validator("broker_url", "result_backend", "database_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
@@ -123,6 +136,13 @@ class Settings(BaseSettings):
     def _path_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @property

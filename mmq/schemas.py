@@ -177,6 +177,15 @@ class ItemResult(_Wire):
     segments: int | None = None
 
 
+def item_json(item: ItemResult) -> dict[str, Any]:
+    """An ingested item's end as `mmq ingest --wait --json` and the HTTP API print it."""
+    keys = ("source", "external_id", "status", "replaced", "error")
+    out = {k: getattr(item, k) for k in keys}
+    if item.duration_s is not None:
+        out |= {"duration_s": item.duration_s, "segments": item.segments}
+    return out
+
+
 class IngestResult(_Wire):
     collection: str
     items: list[ItemResult]
@@ -323,6 +332,27 @@ class Hit(_Wire):
     keyframe_s: float | None = None
     duration_s: float | None = None
     segments: list[SegmentHit] | None = None  # with segments="all"
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """A hit as `mmq search --json` and the HTTP API print it."""
+    out: dict[str, Any] = {
+        "external_id": hit.external_id,
+        "kind": hit.kind,
+        "score": round(hit.score, 4),
+        "source": hit.uri or hit.text,
+        "metadata": hit.metadata,
+    }
+    if hit.kind == "video":
+        out |= {
+            "start_s": hit.start_s,
+            "end_s": hit.end_s,
+            "keyframe_s": hit.keyframe_s,
+            "duration_s": hit.duration_s,
+        }
+        if hit.segments is not None:
+            out["segments"] = [s.model_dump() | {"score": round(s.score, 4)} for s in hit.segments]
+    return out
 
 
 class SearchResult(_Wire):

@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     from mmq.cli.keys import add_keys_arguments
 
     add_keys_arguments(sub.add_parser("keys", help="API keys of the HTTP API"))
+
+    from mmq.cli.serve import add_serve_arguments
+
+    add_serve_arguments(sub.add_parser("serve", help="the HTTP API and the search page"))
     return parser
 
 
@@ -182,6 +186,10 @@ def _run(args: argparse.Namespace) -> int:
         from mmq.cli.keys import run_keys
 
         return run_keys(args)
+    if args.command == "serve":
+        from mmq.cli.serve import run_serve
+
+        return run_serve(args)
     from mmq.cli import commands
 
     handler = {

@@ -13,7 +13,7 @@ from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE
 from mmq.client import Client, IngestJob
 from mmq.config import get_settings
 from mmq.errors import BadRequest, JobTimeout, Unavailable
-from mmq.schemas import ALL_KINDS, Hit, ItemKind
+from mmq.schemas import ALL_KINDS, ItemKind, hit_json, item_json
 
 # Most jobs have visibly started by then; only one that has not pays for asking the workers.
 STALL_S = 2.0
@@ -52,11 +52,7 @@ def ingest(args: argparse.Namespace) -> int:
     seconds = time.monotonic() - t0
     for item in result.items:
         if args.json:
-            keys = ("source", "external_id", "status", "replaced", "error")
-            line = {k: getattr(item, k) for k in keys}
-            if item.duration_s is not None:
-                line |= {"duration_s": item.duration_s, "segments": item.segments}
-            print(json.dumps(line))
+            print(json.dumps(item_json(item)))
         elif item.status == "failed":
             print(f"failed: {item.source}: {item.error}", file=sys.stderr)
     if not args.json:
@@ -177,26 +173,6 @@ def _explain_no_hits(args: argparse.Namespace, held: list[ItemKind]) -> None:
     else:
         return  # a real "no match" (or --filter / --min-score left nothing)
     print(f"mmq search: no hits: {why}", file=sys.stderr)
-
-
-def hit_json(hit: Hit) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "external_id": hit.external_id,
-        "kind": hit.kind,
-        "score": round(hit.score, 4),
-        "source": hit.uri or hit.text,
-        "metadata": hit.metadata,
-    }
-    if hit.kind == "video":
-        out |= {
-            "start_s": hit.start_s,
-            "end_s": hit.end_s,
-            "keyframe_s": hit.keyframe_s,
-            "duration_s": hit.duration_s,
-        }
-        if hit.segments is not None:
-            out["segments"] = [s.model_dump() | {"score": round(s.score, 4)} for s in hit.segments]
-    return out
 
 
 def print_hits(hits: list[dict[str, Any]]) -> None:

@@ -7,12 +7,12 @@ import argparse
 import time
 from typing import Any
 
-from mmq.cli.commands import hit_json, print_hits
+from mmq.cli.commands import print_hits
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
 from mmq.config import get_settings
 from mmq.samples import PHOTOS, write_demo_video, write_photos
-from mmq.schemas import IngestItem
+from mmq.schemas import IngestItem, hit_json
 
 
 def run_demo(args: argparse.Namespace) -> int:

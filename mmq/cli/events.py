@@ -114,8 +114,9 @@ def _time(raw: str | None) -> datetime | None:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    from mmq.cli.commands import _parse_filter, _parse_targets, hit_json, wait_watched
+    from mmq.cli.commands import _parse_filter, _parse_targets, wait_watched
     from mmq.client import Client
+    from mmq.schemas import hit_json
 
     client = Client()
     job = client.recommend(

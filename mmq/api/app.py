@@ -1,0 +1,74 @@
+"""The FastAPI app: `create_app()` for uvicorn (`mmq serve`), or with settings in tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from mmq.api import errors
+from mmq.api.routes import collections, jobs, media, ops, search
+from mmq.api.state import ApiState
+from mmq.config import Settings, get_settings
+from mmq.embedded import Urls
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, urls: Urls | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.mmq = ApiState.open(settings, urls)
+        app.state.mmq.client.require_schema()
+        yield
+        app.state.mmq.close()
+
+    app = FastAPI(
+        title="mmq",
+        summary="Multimodal retrieval: ingest images, texts and videos; search them by meaning.",
+        version="1",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    if settings.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api_cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    app.middleware("http")(_measured)
+    app.include_router(collections.router(settings))
+    app.include_router(search.router(settings))
+    app.include_router(jobs.router())
+    app.include_router(media.router())
+    app.include_router(ops.router())
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+async def _measured(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    t0 = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    # The route's template, not the path: one series per endpoint, not per item id.
+    name = getattr(route, "path", None) or "unmatched"
+    state = getattr(request.app.state, "mmq", None)
+    if state is not None:
+        state.metrics.observe(request.method, name, response.status_code, time.perf_counter() - t0)
+    return response
