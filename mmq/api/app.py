@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from mmq.api import errors
-from mmq.api.routes import collections, jobs, media, ops, search
+from mmq.api.routes import collections, jobs, media, ops, recommend, search
 from mmq.api.state import ApiState
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, urls: Urls | None = None) -> Fa
     app.middleware("http")(_measured)
     app.include_router(collections.router(settings))
     app.include_router(search.router(settings))
+    app.include_router(recommend.router())
     app.include_router(jobs.router())
     app.include_router(media.router())
     app.include_router(ops.router())
