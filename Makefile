@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
 IMAGENET ?= ../shared/data/imagenet-sample
 
-.PHONY: install demo test test-fast lint eval bench bench-video chaos clean
+.PHONY: install demo serve test test-fast lint eval bench bench-video bench-api chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP)
 
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq demo
+
+# The API and its page over the demo collection, with workers, until Ctrl-C.
+serve: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mmq serve --demo
 
 test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
@@ -56,6 +60,10 @@ chaos: install
 
 bench-video: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.video_ingest
+
+# Search and ingest through `mmq serve` against the same through the Client (issue 15).
+bench-api: install
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_api
 
 clean:
 	rm -rf .mmq

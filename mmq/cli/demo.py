@@ -5,14 +5,47 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mmq.cli.commands import print_hits
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
-from mmq.config import get_settings
-from mmq.samples import PHOTOS, write_demo_video, write_photos
+from mmq.config import Settings, get_settings
+from mmq.samples import PHOTOS, Shot, write_demo_video, write_photos
 from mmq.schemas import IngestItem, hit_json
+
+
+@dataclass(frozen=True)
+class DemoSet:
+    """The demo's media, written under the state folder, and its items."""
+
+    photos: dict[str, Path]
+    video: Path
+    shots: list[Shot]
+    items: list[IngestItem]
+
+    @property
+    def roots(self) -> list[Path]:
+        """Where the workers must be allowed to read."""
+        return [next(iter(self.photos.values())).parent, self.video.parent]
+
+
+def demo_set(settings: Settings) -> DemoSet:
+    """The scikit-image photos (external id: the photo's name), their captions as texts,
+    and a video made of the photos."""
+    photos = write_photos(settings.state_dir / "demo-photos")
+    video = settings.state_dir / "demo-video" / "photos.mp4"
+    shots = write_demo_video(video, photos)
+    items = [
+        IngestItem(image_path=str(path), external_id=name, metadata={"caption": PHOTOS[name]})
+        for name, path in photos.items()
+    ] + [
+        IngestItem(text=caption, external_id=f"caption:{name}") for name, caption in PHOTOS.items()
+    ]
+    items.append(IngestItem(video_path=str(video), external_id="photos.mp4"))
+    return DemoSet(photos, video, shots, items)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -21,26 +54,13 @@ def run_demo(args: argparse.Namespace) -> int:
     urls = ready_servers(settings)
     print(f"servers ready and schema migrated in {time.monotonic() - t0:.1f}s")
     client = Client(settings, urls)
-    photos = write_photos(settings.state_dir / "demo-photos")
-    video = settings.state_dir / "demo-video" / "photos.mp4"
-    shots = write_demo_video(video, photos)
+    demo = demo_set(settings)
+    photos, shots = demo.photos, demo.shots
     cat = next(shot for shot in shots if shot.photo == "chelsea")
-    with running_workers(
-        client.app,
-        log_dir=settings.state_dir / "logs",
-        roots=[next(iter(photos.values())).parent, video.parent],
-    ):
+    with running_workers(client.app, log_dir=settings.state_dir / "logs", roots=demo.roots):
         print(f"workers up (ingest, search) after {time.monotonic() - t0:.1f}s")
-        items = [
-            IngestItem(image_path=str(path), external_id=name, metadata={"caption": PHOTOS[name]})
-            for name, path in photos.items()
-        ] + [
-            IngestItem(text=caption, external_id=f"caption:{name}")
-            for name, caption in PHOTOS.items()
-        ]
-        items.append(IngestItem(video_path=str(video), external_id="photos.mp4"))
         t1 = time.monotonic()
-        result = client.ingest(items, collection=args.collection).result(timeout=600)
+        result = client.ingest(demo.items, collection=args.collection).result(timeout=600)
         print(
             f"\ningested {result.stored} items ({len(photos)} photos, {len(PHOTOS)} captions, "
             f"1 video of {shots[-1].end_s:.0f}s) in {time.monotonic() - t1:.1f}s; "
