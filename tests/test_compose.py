@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from deploy import lock
+from mmq.cli.serve import add_serve_arguments
 from mmq.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,18 +32,25 @@ SERVICES = {
     "ingest-worker-gpu",
     "ingest-worker-cpu",
     "search-worker",
+    "api",
 }
 INGEST = ("ingest-worker-gpu", "ingest-worker-cpu")
 WORKERS = (*INGEST, "search-worker")
-MMQ_SERVICES = ("migrate", *WORKERS)
+MMQ_SERVICES = ("migrate", *WORKERS, "api")
 CLIP = "clip:openai/clip-vit-base-patch32"
 PASSWORDS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD")
+# Secrets without a default: the passwords, and the key the API signs media URLs with.
+SECRETS = (*PASSWORDS, "API_SECRET")
 # What a deployer puts in .env: the variables compose cannot start without.
 DEPLOYER_ENV = {
     "POSTGRES_PASSWORD": "pg0secret",
     "REDIS_PASSWORD": "redis0secret",
+    "API_SECRET": "0123456789abcdef" * 4,
     "MMQ_MEDIA_DIR": "/srv/photos",
 }
+MEDIA = DEPLOYER_ENV["MMQ_MEDIA_DIR"]
+UPLOADS = f"{MEDIA}/uploads"  # where the API stores uploads: a subfolder of the media
+API_PORT = 8000
 
 # Compose interpolation: $$ (a literal $), ${VAR}, ${VAR:-default}, ${VAR-default},
 # ${VAR:?error}, ${VAR?error}, ${VAR:+alternative}, ${VAR+alternative}, $VAR.
@@ -123,6 +134,19 @@ def mmq_env(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in env.items() if k.startswith("MMQ_")}
 
 
+def binds(service: dict[str, Any]) -> list[dict[str, Any]]:
+    """The service's bind mounts (long form: short-form host paths are not used)."""
+    return [v for v in service.get("volumes", []) if isinstance(v, dict) and v["type"] == "bind"]
+
+
+def settings_of(service: dict[str, Any]) -> Settings:
+    """The Settings the service's mmq processes read from their environment."""
+    env = {**mmq_env(service), "MMQ_STATE_DIR": dockerfile_env()["MMQ_STATE_DIR"]}
+    # Strings, as the environment gives them: Settings parses and validates each one.
+    fields: dict[str, Any] = {k.removeprefix("MMQ_").lower(): v for k, v in env.items()}
+    return Settings(**fields)
+
+
 def test_interpolate_like_compose() -> None:
     env = {"P": "pw", "E": ""}
     assert interpolate("a:${P:-mmq}@h ${Q:-d} ${E:-d} ${E-d}|", env) == "a:pw@h d d |"
@@ -135,14 +159,14 @@ def test_interpolate_like_compose() -> None:
     assert interpolate("${E?}", env) == ""  # without the colon, empty counts as set
 
 
-def test_six_services(services: dict[str, Any]) -> None:
+def test_seven_services(services: dict[str, Any]) -> None:
     assert set(services) == SERVICES
 
 
-# ---------------------------------------------------------------- passwords
+# ---------------------------------------------------------------- passwords and secrets
 
 
-@pytest.mark.parametrize("name", PASSWORDS)
+@pytest.mark.parametrize("name", SECRETS)
 def test_every_password_reference_is_required(name: str) -> None:
     refs = [op for var, op in placeholders(compose_text()) if var == name]
     assert refs, f"{name} is never used"
@@ -155,7 +179,7 @@ def test_no_variable_defaults_to_a_secret() -> None:
             assert op == ":?", var
 
 
-@pytest.mark.parametrize("name", [*PASSWORDS, "MMQ_MEDIA_DIR"])
+@pytest.mark.parametrize("name", [*SECRETS, "MMQ_MEDIA_DIR"])
 @pytest.mark.parametrize("value", [None, ""])
 def test_refuses_to_start_without(raw: dict[str, Any], name: str, value: str | None) -> None:
     env = {k: v for k, v in DEPLOYER_ENV.items() if k != name}
@@ -225,12 +249,15 @@ def test_servers_published_on_loopback(services: dict[str, Any], name: str, port
 
 
 def test_publishing_elsewhere_is_a_choice(raw: dict[str, Any]) -> None:
-    services = deployed(raw, REDIS_PUBLISH="10.0.0.5:6380")
+    services = deployed(raw, REDIS_PUBLISH="10.0.0.5:6380", API_PUBLISH="10.0.0.5:8080")
     assert services["redis"]["ports"] == ["10.0.0.5:6380:6379"]
+    assert services["api"]["ports"] == [f"10.0.0.5:8080:{API_PORT}"]
+    assert services["postgres"]["ports"] == ["127.0.0.1:5432:5432"]  # each its own choice
 
 
-def test_only_servers_publish_ports(services: dict[str, Any]) -> None:
-    assert {n for n, s in services.items() if "ports" in s} == {"redis", "postgres"}
+def test_only_servers_and_the_api_publish_ports(services: dict[str, Any]) -> None:
+    # Workers and migrate take no connections: nothing of theirs is reachable from the host.
+    assert {n for n, s in services.items() if "ports" in s} == {"redis", "postgres", "api"}
 
 
 def test_ingest_profiles(services: dict[str, Any]) -> None:
@@ -256,7 +283,8 @@ def test_images_match_torch_variants(services: dict[str, Any]) -> None:
         for name in MMQ_SERVICES
     }
     assert variants["ingest-worker-gpu"][1] == "cuda"
-    assert {variants[n][1] for n in ("migrate", "ingest-worker-cpu", "search-worker")} == {"cpu"}
+    cpu = ("migrate", "ingest-worker-cpu", "search-worker", "api")
+    assert {variants[n][1] for n in cpu} == {"cpu"}
     by_tag: dict[str, set[str]] = {}
     for image, variant in variants.values():
         by_tag.setdefault(image, set()).add(variant)
@@ -275,15 +303,15 @@ def test_one_variable_changes_the_model_everywhere(raw: dict[str, Any]) -> None:
 
 
 def test_media_at_the_same_path_read_only(services: dict[str, Any]) -> None:
-    media = DEPLOYER_ENV["MMQ_MEDIA_DIR"]
     for name in INGEST:
         service = services[name]
-        assert mmq_env(service)["MMQ_INGEST_ROOTS"] == media
-        [mount] = [v for v in service["volumes"] if isinstance(v, dict) and v["type"] == "bind"]
-        assert mount["source"] == mount["target"] == media  # host paths work unchanged
+        assert mmq_env(service)["MMQ_INGEST_ROOTS"] == MEDIA
+        [mount] = binds(service)
+        assert mount["source"] == mount["target"] == MEDIA  # host paths work unchanged
         assert mount["read_only"] is True
         assert mount["bind"]["create_host_path"] is False
     assert "MMQ_INGEST_ROOTS" not in mmq_env(services["search-worker"])
+    assert not binds(services["search-worker"])  # queries come as text or bytes
 
 
 def test_model_cache_is_the_images_hf_home(services: dict[str, Any]) -> None:
@@ -315,10 +343,7 @@ def test_servers_get_no_mmq_settings(services: dict[str, Any], name: str) -> Non
 
 @pytest.mark.parametrize("name", MMQ_SERVICES)
 def test_mmq_env_values_validate(services: dict[str, Any], name: str) -> None:
-    env = {**mmq_env(services[name]), "MMQ_STATE_DIR": dockerfile_env()["MMQ_STATE_DIR"]}
-    # Strings, as the environment gives them: Settings parses and validates each one.
-    fields: dict[str, Any] = {k.removeprefix("MMQ_").lower(): v for k, v in env.items()}
-    settings = Settings(**fields)
+    settings = settings_of(services[name])
     assert settings.broker_url and settings.broker_url.startswith("redis://:")
     assert settings.result_backend and settings.result_backend.startswith("redis://:")
     assert settings.database_url and "@postgres:5432/" in settings.database_url
@@ -330,7 +355,7 @@ def test_migrate_runs_once_before_workers(services: dict[str, Any]) -> None:
     assert as_argv(migrate["command"]) == ["mmq", "db", "upgrade"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in WORKERS:
+    for name in (*WORKERS, "api"):
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["redis"]["condition"] == "service_healthy"
@@ -344,6 +369,137 @@ def test_worker_queues(services: dict[str, Any], name: str, queue: str) -> None:
     argv = as_argv(services[name]["command"])
     assert argv[:2] == ["mmq", "worker"]
     assert argv[argv.index("--queues") + 1] == queue
+
+
+# ---------------------------------------------------------------- the HTTP API
+
+
+def serve_args(service: dict[str, Any]) -> argparse.Namespace:
+    """The api service's command, parsed by `mmq serve`'s own argument parser."""
+    argv = as_argv(service["command"])
+    assert argv[:2] == ["mmq", "serve"], argv
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_serve_arguments(parser)
+    return parser.parse_args(argv[2:])
+
+
+def test_api_serves_on_every_interface_of_its_container(raw: dict[str, Any]) -> None:
+    # Inside the container: 127.0.0.1 there would be unreachable from the published port.
+    args = serve_args(deployed(raw)["api"])
+    assert (args.host, args.port, args.workers) == ("0.0.0.0", API_PORT, 1)
+    assert not getattr(args, "demo", False), "the compose workers do the work, not --demo's"
+    assert serve_args(deployed(raw, API_WORKERS="4")["api"]).workers == 4
+
+
+def test_api_published_on_loopback(services: dict[str, Any]) -> None:
+    [published] = services["api"]["ports"]
+    host_ip, host_port, container_port = str(published).rsplit(":", 2)
+    assert host_ip == "127.0.0.1" and host_port
+    assert int(container_port) == serve_args(services["api"]).port
+
+
+def test_api_is_a_producer_of_the_same_stack(services: dict[str, Any]) -> None:
+    api, search = mmq_env(services["api"]), mmq_env(services["search-worker"])
+    for key in ("MMQ_BROKER_URL", "MMQ_RESULT_BACKEND", "MMQ_DATABASE_URL"):
+        assert api[key] == search[key], key
+    assert "MMQ_DEVICE" not in api  # it loads no model
+    assert not [v for v in services["api"]["volumes"] if isinstance(v, str)], "no model cache"
+
+
+def test_api_secret_is_the_deployers(services: dict[str, Any]) -> None:
+    # Fixed in .env, so restarts and every API process sign media URLs alike.
+    secret = settings_of(services["api"]).api_secret
+    assert secret is not None and secret.get_secret_value() == DEPLOYER_ENV["API_SECRET"]
+    for name in set(MMQ_SERVICES) - {"api"}:
+        assert "MMQ_API_SECRET" not in mmq_env(services[name]), name
+
+
+def test_uploads_writable_in_the_api_only(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for mount in binds(service):
+            assert mount["source"] == mount["target"], (name, mount)  # host paths unchanged
+            assert mount["bind"]["create_host_path"] is False, (name, mount)
+            if name == "api" and mount["target"] == UPLOADS:
+                assert mount["read_only"] is False
+            else:
+                assert mount["read_only"] is True, (name, mount)
+    assert UPLOADS in {m["target"] for m in binds(services["api"])}
+
+
+def test_api_reads_the_media_it_did_not_upload(services: dict[str, Any]) -> None:
+    # Originals of items ingested by path are served from MMQ_MEDIA_DIR, read-only; the
+    # writable uploads folder is mounted over a part of it.
+    api = services["api"]
+    by_target = {m["target"]: m for m in binds(api)}
+    assert set(by_target) == {MEDIA, UPLOADS}
+    assert by_target[MEDIA]["read_only"] is True
+    assert Path(UPLOADS).is_relative_to(MEDIA)
+    assert mmq_env(api)["MMQ_INGEST_ROOTS"] == MEDIA
+
+
+def test_api_and_ingest_workers_agree_on_the_uploads(services: dict[str, Any]) -> None:
+    assert mmq_env(services["api"])["MMQ_MEDIA_DIR"] == UPLOADS
+    assert settings_of(services["api"]).resolved_media_dir == Path(UPLOADS)
+    for name in INGEST:
+        settings = settings_of(services[name])
+        assert settings.resolved_media_dir == Path(UPLOADS), name
+        # The workers read the API's uploads through their read-only mount of the media,
+        # within their ingest roots.
+        [mount] = binds(services[name])
+        assert Path(UPLOADS).is_relative_to(mount["target"]) and mount["read_only"] is True
+        assert Path(MEDIA) in settings.ingest_roots
+        assert Path(UPLOADS).resolve() in settings.resolved_ingest_roots
+
+
+def test_api_trusts_no_proxy_by_default(raw: dict[str, Any]) -> None:
+    # uvicorn believes X-Forwarded-Proto/-For only from these addresses.
+    env = deployed(raw)["api"]["environment"]
+    assert env["FORWARDED_ALLOW_IPS"] in {"127.0.0.1", "127.0.0.1,::1"}
+    env = deployed(raw, API_FORWARDED_ALLOW_IPS="172.18.0.1")["api"]["environment"]
+    assert env["FORWARDED_ALLOW_IPS"] == "172.18.0.1"
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_api_healthcheck_asks_healthz(services: dict[str, Any], status: int, healthy: bool) -> None:
+    check = services["api"]["healthcheck"]
+    test = as_argv(check["test"])
+    # CMD form: no shell needed, and curl may be absent from the image; its Python is there.
+    assert test[:3] == ["CMD", "python", "-c"], test
+    url = f"http://127.0.0.1:{serve_args(services['api']).port}/healthz"
+    assert url in test[3]
+    assert check["interval"] and check["timeout"] and check["retries"]
+    # Run the check itself against a stand-in answering `status` on a free loopback port.
+    _Health.status = status
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code = test[3].replace(":8000/", f":{server.server_address[1]}/")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.returncode == 0) is healthy, result.stderr
+
+
+def test_uploads_owner_is_the_images_user() -> None:
+    # .env.example tells the deployer which uid must own uploads/: the Dockerfile's.
+    run = " ".join(a for i, a in dockerfile_instructions() if i == "RUN")
+    uid = re.search(r"useradd .*--uid (\d+)", run)
+    assert uid, "useradd --uid N: a fixed uid a host folder can be given to"
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(rf"chown {uid.group(1)}:\d+ \S*uploads", example), "uploads owner"
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -490,7 +646,7 @@ def run_compose(args: list[str], env: dict[str, str]) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("name", [*PASSWORDS, "MMQ_MEDIA_DIR"])
+@pytest.mark.parametrize("name", [*SECRETS, "MMQ_MEDIA_DIR"])
 def test_docker_compose_refuses_without(name: str) -> None:
     env = {k: v for k, v in DEPLOYER_ENV.items() if k != name}
     result = run_compose(["config", "--quiet"], env)
