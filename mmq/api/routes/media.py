@@ -40,7 +40,8 @@ def router() -> APIRouter:
     ) -> FileResponse:
         state = state_of(request)
         item = await run_in_threadpool(_authorised, request, state, item_id, token)
-        cache = state.media.root / "thumbnails"
+        # A cache, not data: beside the state, outside the media folders workers may walk.
+        cache = state.settings.state_dir / "cache" / "thumbnails"
         made = await run_in_threadpool(
             thumbnail,
             _file(state, item),
