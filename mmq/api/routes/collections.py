@@ -1,4 +1,5 @@
-"""`GET /v1/collections` and `POST /v1/collections/{name}/items` (ingest)."""
+"""`GET /v1/collections`, `GET /v1/key` (the key's role and scope) and
+`POST /v1/collections/{name}/items` (ingest)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ def router(settings: Settings) -> APIRouter:
                 for c in found
             ]
         }
+
+    @r.get("/key", summary="The request's key")
+    def whoami(key: Key) -> dict[str, Any]:
+        """The key's public prefix, its role (read, write or admin) and the collections it
+        is scoped to, whether they exist yet or not: what a page needs to offer uploads."""
+        return {"prefix": key.prefix, "role": key.role, "collections": list(key.collections)}
 
     @r.post(
         "/collections/{name}/items",
