@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmq.api import errors
 from mmq.api.routes import collections, jobs, media, ops, recommend, search
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, urls: Urls | None = None) -> Fa
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
-    app.middleware("http")(_measured)
+    app.add_middleware(Measured)
     app.include_router(collections.router(settings))
     app.include_router(search.router(settings))
     app.include_router(recommend.router())
@@ -61,15 +62,30 @@ def create_app(settings: Settings | None = None, urls: Urls | None = None) -> Fa
     return app
 
 
-async def _measured(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    t0 = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    # The route's template, not the path: one series per endpoint, not per item id.
-    name = getattr(route, "path", None) or "unmatched"
-    state = getattr(request.app.state, "mmq", None)
-    if state is not None:
-        state.metrics.observe(request.method, name, response.status_code, time.perf_counter() - t0)
-    return response
+class Measured:
+    """Counts every answer in the metrics by method, route template (one series per
+    endpoint, not per item id) and status. Plain ASGI: Starlette's BaseHTTPMiddleware
+    would put every request through an extra task and stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            state = getattr(scope["app"].state, "mmq", None)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if state is not None:
+                state.metrics.observe(scope["method"], route, status, time.perf_counter() - t0)

@@ -4,6 +4,8 @@ scope answers 404, as one that does not exist would, so that scopes do not revea
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from typing import Annotated
 
@@ -33,8 +35,7 @@ def api_key(
             headers={"WWW-Authenticate": "Bearer"},
         )
     state = state_of(request)
-    with state.session() as session:
-        key = find_key(session=session, key=given)
+    key = _known(state, given)
     if key is None:
         raise ApiError(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     _count(state, key)
@@ -56,6 +57,31 @@ def writable(key: ApiKey, collection: str) -> None:
     visible(key, collection)
     if not key.can_write:
         raise ApiError(403, f"this key ({key.role}) cannot change collection {collection!r}")
+
+
+# Keys looked up in the last KEY_TTL_S seconds, by the key's hash: the database is asked
+# once per key and process in that time, not on every request (a round trip that was most
+# of the API's own cost per search). A revoked key is refused within KEY_TTL_S.
+KEY_TTL_S = 5.0
+_MAX_KEYS = 4096
+_keys: dict[str, tuple[float, ApiKey | None]] = {}
+_keys_lock = threading.Lock()
+
+
+def _known(state: ApiState, given: str) -> ApiKey | None:
+    digest = hashlib.sha256(given.encode()).hexdigest()
+    now = time.monotonic()
+    with _keys_lock:
+        cached = _keys.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    with state.session() as session:
+        key = find_key(session=session, key=given)
+    with _keys_lock:
+        if len(_keys) >= _MAX_KEYS:
+            _keys.clear()  # rare: a flood of distinct keys; start over rather than grow
+        _keys[digest] = (now + KEY_TTL_S, key)
+    return key
 
 
 def _count(state: ApiState, key: ApiKey) -> None:
