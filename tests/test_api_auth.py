@@ -4,6 +4,7 @@ that cannot ingest (403), and the per-key rate (429 with Retry-After)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
+from mmq.api.auth import KEY_TTL_S
 from mmq.config import Settings
 from mmq.embedded import Urls
 from mmq.store.api_keys import revoke_key
@@ -94,6 +96,8 @@ def test_revoked_key_is_401(http: httpx.Client, urls: Urls, db_session: Session)
     assert http.get("/v1/collections", headers=bearer(key)).status_code == 200
     revoke_key(session=db_session, prefix=key)
     db_session.commit()
+    # An API process keeps a key it checked for KEY_TTL_S: the revocation holds after that.
+    time.sleep(KEY_TTL_S + 0.2)
     response = http.get("/v1/collections", headers=bearer(key))
     assert error_of(response, 401)["message"] == "unknown or revoked API key"
 
