@@ -184,7 +184,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0
         if proc.poll() is not None:
             raise SystemExit(f"mmq serve exited with {proc.returncode}: see its log")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).json().get("status") == "ok":
+            if httpx.get(f"{url}/healthz", timeout=10).json().get("status") == "ok":
                 return
         except httpx.HTTPError:
             pass  # not listening yet

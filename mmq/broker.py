@@ -71,12 +71,20 @@ def consumers(app: Celery, queue: str, *, timeout: float = 1.0) -> list[str]:
     """The names of the workers consuming `queue` now: those that answer a broadcast within
     `timeout` seconds (a worker busy with tasks still answers; one still loading its model
     does not yet)."""
+    return queue_consumers(app, timeout=timeout).get(queue, [])
+
+
+def queue_consumers(app: Celery, *, timeout: float = 1.0) -> dict[str, list[str]]:
+    """Every queue with a consumer, and the names of its workers, from one broadcast (a
+    broadcast waits its whole `timeout` for replies)."""
     # A connection of its own, closed after: a pooled one can keep the previous broadcast's
     # pending read of the reply queue, which then swallows this one's replies (every other
     # inspect through one app came back empty: /healthz saw no search worker).
     with app.connection_for_read() as connection:
         inspect = app.control.inspect(timeout=timeout, connection=connection)
         replies = inspect.active_queues() or {}
-    return sorted(
-        name for name, queues in replies.items() if any(q["name"] == queue for q in queues)
-    )
+    found: dict[str, list[str]] = {}
+    for name, queues in sorted(replies.items()):
+        for q in queues:
+            found.setdefault(q["name"], []).append(name)
+    return found

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 
 from mmq.api.state import ApiState, state_of
-from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE
+from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE, queue_consumers
 
 QUEUES = (INGEST_QUEUE, SEARCH_QUEUE)
 
@@ -48,8 +48,8 @@ def _health(state: ApiState) -> dict[str, Any]:
         out["database"] = False
     try:
         state.broker.ping()
-        for queue in QUEUES:
-            out["workers"][queue] = state.client.workers(queue, timeout=0.5)
+        found = queue_consumers(state.client.app, timeout=0.5)
+        out["workers"] = {queue: found.get(queue, []) for queue in QUEUES}
     except Exception:  # as above
         out["broker"] = False
     idle = not out["broker"] or not all(out["workers"].get(q) for q in QUEUES)
