@@ -20,10 +20,12 @@ from tests.support.data import SHARED_DATA
 from tests.support.procs import Procs
 
 if TYPE_CHECKING:  # the fixtures import these when used: collecting a test stays light
+    import httpx
     from sqlalchemy.orm import Session
 
     from mmq.client import Client
     from mmq.encoders import Encoder
+    from tests.support.api import Api
 
 SERVER_FIXTURES = frozenset({"urls", "client", "workers", "db_session", "fresh_database_url"})
 
@@ -127,3 +129,21 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from mmq.samples import write_photos
 
     return write_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, urls: Urls, workers: Procs) -> Iterator[Api]:
+    """The HTTP API (uvicorn in a thread, a free loopback port), one per test module."""
+    from tests.support.api import serving
+
+    with serving(settings, urls) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def http(api: Api) -> Iterator[httpx.Client]:
+    """A client of the module's API."""
+    import httpx
+
+    with httpx.Client(base_url=api.url, timeout=60) as http:
+        yield http

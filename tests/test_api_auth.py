@@ -5,7 +5,6 @@ that cannot ingest (403), and the per-key rate (429 with Retry-After)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from mmq.config import Settings
 from mmq.embedded import Urls
 from mmq.store.api_keys import revoke_key
 from tests.support.api import (
-    Api,
     bearer,
     error_of,
     item_ids,
@@ -27,7 +25,6 @@ from tests.support.api import (
     upload,
 )
 from tests.support.names import fresh
-from tests.support.procs import Procs
 
 pytestmark = pytest.mark.slow
 
@@ -46,18 +43,6 @@ class Tenant:
     @property
     def headers(self) -> dict[str, str]:
         return bearer(self.key)
-
-
-@pytest.fixture(scope="module")
-def api(settings: Settings, urls: Urls, workers: Procs) -> Iterator[Api]:
-    with serving(settings, urls) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def http(api: Api) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=60) as http:
-        yield http
 
 
 def _tenant(http: httpx.Client, urls: Urls, photo: Path) -> Tenant:

@@ -4,7 +4,6 @@ the collections listing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import pytest
 from mmq.config import Settings
 from mmq.embedded import Urls
 from tests.support.api import (
-    Api,
     accepted,
     bearer,
     error_of,
@@ -24,7 +22,6 @@ from tests.support.api import (
     wait_job,
 )
 from tests.support.names import fresh
-from tests.support.procs import Procs
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +34,6 @@ class Keys:
     items: str  # a collection filled by JSON items
     write: dict[str, str]
     admin: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def api(settings: Settings, urls: Urls, workers: Procs) -> Iterator[Api]:
-    with serving(settings, urls) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def http(api: Api) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=60) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,10 @@ from tests.support.api import (
     error_of,
     item_ids,
     new_key,
-    serving,
     upload,
     wait_job,
 )
 from tests.support.names import fresh
-from tests.support.procs import Procs
 from tests.support.videos import video_bytes
 
 pytestmark = pytest.mark.slow
@@ -51,18 +48,6 @@ class Media:
         response = http.post(url, headers=self.headers, json=query)
         assert response.status_code == 200, response.text
         return next(h for h in response.json()["hits"] if h["item_id"] == self.ids[item])
-
-
-@pytest.fixture(scope="module")
-def api(settings: Settings, urls: Urls, workers: Procs) -> Iterator[Api]:
-    with serving(settings, urls) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def http(api: Api) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=60) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

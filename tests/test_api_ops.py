@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,8 @@ import pytest
 from mmq.api.routes import ops
 from mmq.config import Settings
 from mmq.embedded import Urls
-from tests.support.api import Api, accepted, bearer, error_of, new_key, serving, wait_job
+from tests.support.api import accepted, bearer, error_of, new_key, serving, wait_job
 from tests.support.names import fresh
-from tests.support.procs import Procs
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +35,6 @@ ENDPOINTS = {
     "/metrics": {"get"},
 }
 ORIGIN = "http://127.0.0.1:5173"  # a page served from elsewhere, as a browser names it
-
-
-@pytest.fixture(scope="module")
-def api(settings: Settings, urls: Urls, workers: Procs) -> Iterator[Api]:
-    with serving(settings, urls) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def http(api: Api) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=60) as http:
-        yield http
 
 
 def test_healthz_names_broker_database_and_workers(http: httpx.Client) -> None:

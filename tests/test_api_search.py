@@ -3,7 +3,6 @@ filters and min_score, validation, the 202 answer past `wait_ms`, and "more like
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.config import Settings
 from mmq.embedded import Urls
 from tests.support.api import (
     Api,
@@ -20,11 +18,9 @@ from tests.support.api import (
     error_of,
     item_ids,
     new_key,
-    serving,
     wait_job,
 )
 from tests.support.names import fresh
-from tests.support.procs import Procs
 
 pytestmark = pytest.mark.slow
 
@@ -54,18 +50,6 @@ class Searched:
     @property
     def url(self) -> str:
         return f"/v1/collections/{self.collection}/search"
-
-
-@pytest.fixture(scope="module")
-def api(settings: Settings, urls: Urls, workers: Procs) -> Iterator[Api]:
-    with serving(settings, urls) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def http(api: Api) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=60) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

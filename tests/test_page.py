@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from mmq.config import Settings
 from mmq.embedded import Urls
 from mmq.samples import write_demo_video
 from mmq.schemas import IngestItem
-from tests.support.api import Api, bearer, new_key, serving
+from tests.support.api import Api, bearer, new_key
 from tests.support.procs import Procs
 
 if TYPE_CHECKING:
@@ -36,12 +35,6 @@ if not CHROMIUM.exists():
 PHOTOS = "page_photos"  # the photos and the video, ingested once
 UPLOADS = "page_uploads"  # filled by the page's upload form
 WAIT_MS = 60_000  # a search or an ingest on a busy 2-CPU machine
-
-
-@pytest.fixture(scope="module")
-def api(settings: Settings, urls: Urls, workers: Procs) -> Iterator[Api]:
-    with serving(settings, urls) as served:
-        yield served
 
 
 @pytest.fixture(scope="module")
