@@ -91,9 +91,13 @@ class Settings(BaseSettings):
     # Workers read image and video paths only under these directories (symlinks resolved),
     # given as MMQ_INGEST_ROOTS=/data/photos:/data/videos. Unset: the working directory.
     ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    # Uploads through the HTTP API, stored by content (mmq/media/store.py) where workers
-    # read them: always an ingest root too. Unset: `state_dir / "media"`.
+    # Uploads through the HTTP API and the originals workers keep, stored by content
+    # (mmq/media/store.py): always an ingest root too. Unset: `state_dir / "media"`.
     media_dir: Path | None = None
+    # Originals workers keep in the media directory (mmq/services/originals.py), so an
+    # item can be re-embedded and shown later: "bytes" (what arrives as image or video
+    # bytes), "all" (also copies of path ingests) or "none".
+    keep_originals: Literal["bytes", "all", "none"] = "bytes"
     # How long a new prefork pool process may take to load its model.
     model_load_timeout_s: float = Field(default=300.0, gt=0)
     # Prefork pool: a process past this resident memory is replaced after its task.
@@ -147,7 +151,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_media_dir(self) -> Path:
-        """Where uploads are stored: `media_dir`, else `state_dir / "media"`, absolute."""
+        """Where uploads and kept originals are stored: `media_dir`, else
+        `state_dir / "media"`, absolute."""
         return (self.media_dir or self.state_dir / "media").expanduser().absolute()
 
     @property

@@ -306,7 +306,8 @@ def test_media_at_the_same_path_read_only(services: dict[str, Any]) -> None:
     for name in INGEST:
         service = services[name]
         assert mmq_env(service)["MMQ_INGEST_ROOTS"] == MEDIA
-        [mount] = binds(service)
+        # The media, and its uploads/ subfolder mounted writable over it (above).
+        [mount] = [m for m in binds(service) if m["target"] != UPLOADS]
         assert mount["source"] == mount["target"] == MEDIA  # host paths work unchanged
         assert mount["read_only"] is True
         assert mount["bind"]["create_host_path"] is False
@@ -414,16 +415,21 @@ def test_api_secret_is_the_deployers(services: dict[str, Any]) -> None:
         assert "MMQ_API_SECRET" not in mmq_env(services[name]), name
 
 
-def test_uploads_writable_in_the_api_only(services: dict[str, Any]) -> None:
+def test_uploads_writable_in_the_api_and_ingest_workers_only(services: dict[str, Any]) -> None:
+    # The API stores uploads there, ingest workers the originals of bytes ingests; the
+    # user's media folder stays read-only everywhere, and nothing else writes anything.
+    writers = {"api", *INGEST}
     for name, service in services.items():
         for mount in binds(service):
             assert mount["source"] == mount["target"], (name, mount)  # host paths unchanged
             assert mount["bind"]["create_host_path"] is False, (name, mount)
-            if name == "api" and mount["target"] == UPLOADS:
+            if name in writers and mount["target"] == UPLOADS:
                 assert mount["read_only"] is False
             else:
                 assert mount["read_only"] is True, (name, mount)
-    assert UPLOADS in {m["target"] for m in binds(services["api"])}
+    for name in writers:
+        assert UPLOADS in {m["target"] for m in binds(services[name])}, name
+    assert binds(services["search-worker"]) == []  # image queries are never stored
 
 
 def test_api_reads_the_media_it_did_not_upload(services: dict[str, Any]) -> None:
@@ -443,10 +449,11 @@ def test_api_and_ingest_workers_agree_on_the_uploads(services: dict[str, Any]) -
     for name in INGEST:
         settings = settings_of(services[name])
         assert settings.resolved_media_dir == Path(UPLOADS), name
-        # The workers read the API's uploads through their read-only mount of the media,
-        # within their ingest roots.
-        [mount] = binds(services[name])
-        assert Path(UPLOADS).is_relative_to(mount["target"]) and mount["read_only"] is True
+        assert settings.keep_originals == "bytes", name  # bytes ingests keep their file
+        # The workers read the media read-only, and write their originals to the uploads
+        # (mounted over it), within their ingest roots.
+        by_target = {m["target"]: m["read_only"] for m in binds(services[name])}
+        assert by_target == {MEDIA: True, UPLOADS: False}, name
         assert Path(MEDIA) in settings.ingest_roots
         assert Path(UPLOADS).resolve() in settings.resolved_ingest_roots
 

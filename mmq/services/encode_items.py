@@ -23,7 +23,9 @@ from mmq.encoders import Encoder
 from mmq.encoders.base import default_batch_size
 from mmq.errors import InvalidInput, describe
 from mmq.media import Picture, clean_text, confined, decode_image, read_image_bytes
+from mmq.media.originals import image_suffix
 from mmq.schemas import IngestItem, ItemResult, RawIngestRequest, describe_errors
+from mmq.services.originals import Original, keeps
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class DecodedItem:
     content_hash: str
     uri: str | None
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    original: Original | None = None  # to keep in the media store once the item is good
 
 
 @dataclass
@@ -101,8 +104,9 @@ def encode_items(
 def decode_item(index: int, item: IngestItem, settings: Settings, encoder: Encoder) -> DecodedItem:
     """Read and check the item's image and text (InvalidInput says why one cannot be used)."""
     digest = hashlib.sha256()
-    image = text = uri = None
+    image = text = uri = original = None
     if item.image_path is not None or item.image_bytes is not None:
+        path = None
         if item.image_path is not None:
             path = confined(item.image_path, settings.resolved_ingest_roots)
             data = read_image_bytes(path, max_bytes=settings.max_image_bytes)
@@ -117,10 +121,12 @@ def decode_item(index: int, item: IngestItem, settings: Settings, encoder: Encod
             keep_jpeg=encoder.decodes_jpeg,
         )
         digest.update(b"image:" + hashlib.sha256(data).digest())
+        if keeps(settings, path):  # the bytes that were decoded, whatever the file is now
+            original = Original(data, image_suffix(data))
     if item.text is not None:
         text = clean_text(item.text, max_chars=settings.max_text_chars)
         digest.update(b"text:" + text.encode())
-    return DecodedItem(index, item, image, text, digest.hexdigest(), uri)
+    return DecodedItem(index, item, image, text, digest.hexdigest(), uri, original=original)
 
 
 def check_metadata(item: IngestItem, settings: Settings) -> None:

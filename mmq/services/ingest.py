@@ -1,22 +1,25 @@
 """Ingest one request: decode → encode in batches → fuse → one upsert. Bad items fail alone.
 
 Videos are indexed one at a time (services/video.py) and stored with their segments in
-the same transaction as the rest of the request.
+the same transaction as the rest of the request. Good items' originals go to the media
+store just before it (services/originals.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from mmq.config import Settings
 from mmq.encoders import Encoder
-from mmq.errors import InvalidInput, MmqError, NotFound
+from mmq.errors import InvalidInput, MmqError, NotFound, Unavailable
 from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIngestRequest
 from mmq.services.encode_items import DecodedItem, Interrupts, encode_items, failed
+from mmq.services.originals import keep
 from mmq.services.vectors import Space, collection_space, item_vector, space
 from mmq.services.video import IndexedVideo, index_video
 from mmq.store import repository
@@ -64,7 +67,7 @@ def ingest(
         request, encoder=encoder, settings=settings, results=results, interrupts=interrupts
     )
     indexed = _index_videos(encoder, videos, results, settings, interrupts)
-    rows = _item_rows(decoded, target, request, results)
+    rows = _item_rows(decoded, target, request, results, settings)
     rows += [(index, item, _video_row(item, video, target)) for index, item, video in indexed]
     ids = repository.upsert_items(
         session=session, collection=collection, rows=[row for _, _, row in rows]
@@ -132,9 +135,10 @@ def _item_rows(
     target: Space,
     request: RawIngestRequest,
     results: dict[int, ItemResult],
+    settings: Settings,
 ) -> list[tuple[int, IngestItem, repository.ItemRow]]:
     """The rows of the images, texts and pairs that have not failed, fused as the
-    collection fuses."""
+    collection fuses, with their originals kept (services/originals.py)."""
     rows = []
     for d in decoded:
         if d.index in results:
@@ -146,6 +150,8 @@ def _item_rows(
                 weights=request.weights,
                 autoencoder=target.autoencoder,
             )
+            if d.original is not None:
+                d.uri = keep(d.original, settings)
         except MmqError as exc:
             results[d.index] = failed(d.index, d.item, exc)
             continue
@@ -163,8 +169,11 @@ def _index_videos(
     indexed = []
     for index, item in videos:
         try:
-            indexed.append((index, item, index_video(item, encoder=encoder, settings=settings)))
-        except InvalidInput as exc:
+            video = index_video(item, encoder=encoder, settings=settings)
+            if video.original is not None:
+                video = replace(video, uri=keep(video.original, settings))
+            indexed.append((index, item, video))
+        except (InvalidInput, Unavailable) as exc:
             results[index] = failed(index, item, exc)
         except interrupts:
             raise

@@ -14,6 +14,7 @@ import numpy as np
 from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.encoders.base import default_batch_size
+from mmq.media.originals import video_suffix
 from mmq.media.paths import confined
 from mmq.media.videos import (
     DecodeStats,
@@ -26,6 +27,7 @@ from mmq.media.videos import (
 )
 from mmq.schemas import IngestItem
 from mmq.segmentation import SegmentRules, VideoSegment, segment, video_vector
+from mmq.services.originals import Original, keeps
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class IndexedVideo:
     duration_s: float
     vector: np.ndarray  # the whole video, in the encoder's space
     segments: list[VideoSegment]
+    original: Original | None = None  # to keep in the media store once the item is good
 
 
 def video_limits(settings: Settings) -> VideoLimits:
@@ -59,6 +62,7 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
     """Decode, encode and segment a video item; InvalidInput says why a video is refused."""
     limits = video_limits(settings)
     source: Path | bytes
+    path: Path | None = None
     if item.video_path is not None:
         path = confined(item.video_path, settings.resolved_ingest_roots)
         source, content_hash = read_video_source(path, max_bytes=limits.max_bytes)
@@ -79,6 +83,7 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
             batch.clear()
 
     with open_video(source, limits=limits) as (container, info):
+        suffix = video_suffix(container, info.codec)
         frames = sample_frames(
             container, info, fps=settings.video_sample_fps, limits=limits, stats=stats
         )
@@ -102,4 +107,5 @@ def index_video(item: IngestItem, *, encoder: Encoder, settings: Settings) -> In
             duration_s=duration,
             rules=segment_rules(settings, encoder),
         ),
+        original=Original(source, suffix) if keeps(settings, path) else None,
     )
