@@ -14,6 +14,8 @@ INGEST_TASK = "mmq.ingest"
 SEARCH_TASK = "mmq.search"
 # Recommendations from a user's events: a search without a query, on the search queue.
 RECOMMEND_TASK = "mmq.recommend"
+# Deleting items or a whole collection: database work, on the ingest queue.
+DELETE_TASK = "mmq.delete"
 # A no-op that answers on whichever queue it is sent to: health checks, queue overhead.
 PING_TASK = "mmq.ping"
 INGEST_QUEUE = "ingest"
@@ -39,6 +41,7 @@ def celery_config(urls: Urls, settings: Settings) -> dict[str, Any]:
             INGEST_TASK: {"queue": INGEST_QUEUE},
             SEARCH_TASK: {"queue": SEARCH_QUEUE},
             RECOMMEND_TASK: {"queue": SEARCH_QUEUE},
+            DELETE_TASK: {"queue": INGEST_QUEUE},
         },
         task_default_queue=INGEST_QUEUE,
         # "running" is visible to producers, not only queued/done.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -433,3 +433,53 @@ class RecommendResult(_Wire):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     model: str | None = None
     model_version: str | None = None
+
+
+# Delete (task `mmq.delete`, on the ingest queue; docs/wire-format.md).
+MAX_DELETE_IDS = 10_000
+
+
+class DeleteRequest(_Wire):
+    """Items to delete from a collection: by external ids, by item ids, by a metadata
+    filter, or all of them (the collection itself goes too). Exactly one of the four."""
+
+    collection: str = Field(pattern=COLLECTION_PATTERN)
+    external_ids: list[str] = Field(default_factory=list, max_length=MAX_DELETE_IDS)
+    item_ids: list[Annotated[int, Field(ge=-(2**63), lt=2**63)]] = Field(
+        default_factory=list, max_length=MAX_DELETE_IDS
+    )
+    filter: dict[str, Any] | None = None  # JSON containment on item metadata
+    all: bool = False
+
+    @field_validator("external_ids")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        for external_id in value:
+            if len(external_id) > 512:
+                raise ValueError("an external id has at most 512 characters")
+            if problem := _unstorable(external_id):
+                raise ValueError(f"an external id contains {problem}")
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _storable_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # An empty object is contained in every item's metadata: it would delete them all.
+        if value == {}:
+            raise ValueError("an empty filter matches every item: to delete them all, use all")
+        return SearchRequest._storable_filter(value)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> DeleteRequest:
+        modes = [bool(self.external_ids), bool(self.item_ids), self.filter is not None, self.all]
+        if sum(modes) != 1:
+            raise ValueError("delete by one of: external_ids, item_ids, filter, all")
+        return self
+
+
+class DeleteResult(_Wire):
+    collection: str
+    deleted: int  # items deleted
+    # The external ids and item ids (as decimal strings) asked for that the collection does
+    # not hold, in the order asked; never the reason for a failure of the others.
+    missing: list[str] = Field(default_factory=list)

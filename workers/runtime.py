@@ -51,6 +51,36 @@ _runtime: Runtime | None = None
 _lock = threading.Lock()
 
 
+@dataclass
+class Database:
+    """The database alone, for tasks that encode nothing (delete)."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+_database: Database | None = None
+_database_lock = threading.Lock()
+
+
+def get_database() -> Database:
+    """The runtime's engine once it is loaded, else one of the process's own: a task that
+    needs no model never loads one, nor waits for one to load."""
+    global _database
+    loaded = _runtime
+    if loaded is not None:
+        loaded.check_schema()
+        return Database(loaded.settings, loaded.engine, loaded.sessions)
+    with _database_lock:
+        if _database is None:
+            settings = get_settings()
+            engine = make_engine(resolve_urls(settings).database_url, pool_size=2)
+            require_schema(engine)
+            _database = Database(settings, engine, make_sessionmaker(engine))
+        return _database
+
+
 def get_runtime() -> Runtime:
     """Load once per process: from `worker_process_init`, or lazily on the first task."""
     global _runtime

@@ -9,19 +9,22 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from mmq import services
-from mmq.broker import INGEST_TASK, PING_TASK, RECOMMEND_TASK, SEARCH_TASK
+from mmq.broker import DELETE_TASK, INGEST_TASK, PING_TASK, RECOMMEND_TASK, SEARCH_TASK
 from mmq.errors import BadRequest
+from mmq.media.store import MediaStore
 from mmq.schemas import (
+    DeleteRequest,
     IngestTaskMessage,
     RawIngestRequest,
     RecommendRequest,
     SearchRequest,
     describe_errors,
 )
+from mmq.services.delete import delete as delete_items
 from mmq.services.ingest_tasks import register_raw_request
 from mmq.services.recommend import recommend as recommend_items
 from workers.app import app
-from workers.runtime import get_runtime
+from workers.runtime import get_database, get_runtime
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -80,6 +83,17 @@ def recommend(payload: dict[str, Any]) -> dict[str, Any]:
     request = _parse(RecommendRequest, payload)
     with rt.sessions() as session:
         result = recommend_items(session=session, request=request, settings=rt.settings)
+    return result.model_dump(mode="json")
+
+
+@app.task(name=DELETE_TASK)
+def delete(payload: dict[str, Any]) -> dict[str, Any]:
+    db = get_database()  # no model: deleting encodes nothing
+    request = _parse(DeleteRequest, payload)
+    with db.sessions() as session:
+        result = delete_items(
+            session=session, request=request, media=MediaStore(db.settings.resolved_media_dir)
+        )
     return result.model_dump(mode="json")
 
 
