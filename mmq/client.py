@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import psycopg
 import redis
@@ -19,7 +19,7 @@ from celery import states as celery_states
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as KombuOperationalError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mmq.broker import (
     INGEST_QUEUE,
@@ -33,7 +33,8 @@ from mmq.broker import (
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
 from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, describe
-from mmq.jobs import events, records
+from mmq.jobs import events, records, sent_jobs
+from mmq.jobs.sent_jobs import SentJob
 from mmq.schemas import (
     ALL_KINDS,
     Example,
@@ -184,7 +185,29 @@ class RecommendJob:
         return RecommendResult.model_validate(SearchJob(self.id, self.app).wait(timeout))
 
 
-Job = IngestJob | SearchJob
+@dataclass
+class UnknownJob:
+    """An id that is no job (`Client.job`): never sent, an ingest whose rows were pruned
+    (`MMQ_JOB_RETENTION_DAYS`), or a search whose result expired (`MMQ_RESULT_EXPIRES_S`)."""
+
+    id: str
+
+    def status(self) -> JobStatus:
+        """State "unknown", never "queued": nothing will ever run under this id."""
+        return JobStatus(id=self.id, state="unknown", done_tasks=0, total_tasks=0)
+
+    def result(self, timeout: float | None = None) -> NoReturn:
+        """NotFound: there is nothing to wait for."""
+        raise NotFound(f"no job {self.id}: never sent, or pruned, or its result expired")
+
+
+# What comes back through the result backend, by the kind `Client._send_recorded` records.
+_BACKEND_JOBS: dict[str, type[SearchJob] | type[RecommendJob]] = {
+    "search": SearchJob,
+    "recommend": RecommendJob,
+}
+
+Job = IngestJob | SearchJob | RecommendJob | UnknownJob
 
 
 @contextmanager
@@ -330,11 +353,8 @@ class Client:
             )
         except ValidationError as exc:
             raise BadRequest(f"invalid search: {describe_errors(exc)}") from None
-        with _redis_reached():
-            sent = self.app.send_task(
-                SEARCH_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
-            )
-        return SearchJob(str(sent.id), self.app)
+        job_id = self._send_recorded("search", collection, SEARCH_TASK, request, SEARCH_QUEUE)
+        return SearchJob(job_id, self.app)
 
     def record(
         self,
@@ -401,17 +421,49 @@ class Client:
             )
         except ValidationError as exc:
             raise BadRequest(f"invalid recommend: {describe_errors(exc)}") from None
+        job_id = self._send_recorded("recommend", collection, RECOMMEND_TASK, request, SEARCH_QUEUE)
+        return RecommendJob(job_id, self.app)
+
+    def _send_recorded(
+        self, kind: str, collection: str, task: str, request: BaseModel, queue: str
+    ) -> str:
+        """Send a task whose result comes back through the result backend, recorded there
+        first (mmq/jobs/sent_jobs.py) for as long as its result lives, so that `job(id)`
+        tells it from an unknown id. Returns the job's id."""
+        job_id = str(uuid.uuid4())
         with _redis_reached():
-            sent = self.app.send_task(
-                RECOMMEND_TASK, args=[request.model_dump(mode="json")], queue=SEARCH_QUEUE
+            sent_jobs.remember(
+                self.app.backend.client,
+                SentJob(job_id, kind, collection),
+                ttl_s=self.settings.result_expires_s,
             )
-        return RecommendJob(str(sent.id), self.app)
+            self.app.send_task(
+                task, args=[request.model_dump(mode="json")], queue=queue, task_id=job_id
+            )
+        return job_id
+
+    def sent_job(self, job_id: str) -> SentJob | None:
+        """What a Client sent under `job_id` through the result backend (its kind and
+        collection), while its result lives; None for anything else."""
+        with _redis_reached():
+            return sent_jobs.recall(self.app.backend.client, job_id)
 
     def job(self, job_id: str) -> Job:
-        """A handle on an existing job by id (from `IngestJob.id` or `SearchJob.id`)."""
+        """A handle on an existing job by id (from `IngestJob.id`, `SearchJob.id`, ...).
+        An id that is no job gives an UnknownJob, whose status is "unknown": never sent,
+        an ingest pruned after `MMQ_JOB_RETENTION_DAYS`, a search whose result expired."""
         with self.tables.conn() as conn:
-            is_ingest = records.job_collection(conn, job_id) is not None
-        return IngestJob(job_id, self.tables) if is_ingest else SearchJob(job_id, self.app)
+            if records.job_collection(conn, job_id) is not None:
+                return IngestJob(job_id, self.tables)
+        found = self.sent_job(job_id)
+        if found is not None:
+            return _BACKEND_JOBS.get(found.kind, SearchJob)(job_id, self.app)
+        # A search another producer sent straight on the wire (docs/wire-format.md) has no
+        # record; Celery knows it once a worker took it (PENDING is its word for "never
+        # heard of it" as well as for "queued").
+        with _redis_reached():
+            taken = AsyncResult(job_id, app=self.app).state != celery_states.PENDING
+        return SearchJob(job_id, self.app) if taken else UnknownJob(job_id)
 
     def require_schema(self) -> None:
         """Unavailable, naming `mmq db upgrade`, when the database has no mmq schema. (Ingest

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # live worker holds (a message the broker lost); they check every `reconcile_every_s`.
     reconcile_after_s: float = Field(default=600.0, gt=0)
     reconcile_every_s: float = Field(default=60.0, gt=0)
+    # Ingest jobs that ended (every task done) and were created over this many days ago
+    # lose their rows (job, tasks, item results: mmq/jobs/retention.py); workers prune them
+    # every `job_prune_every_s` from their reconciler, `mmq jobs prune` on demand.
+    job_retention_days: float = Field(default=14.0, gt=0)
+    job_prune_every_s: float = Field(default=3600.0, gt=0)
     # Workers read image and video paths only under these directories (symlinks resolved),
     # given as MMQ_INGEST_ROOTS=/data/photos:/data/videos. Unset: the working directory.
     ingest_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)

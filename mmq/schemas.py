@@ -21,7 +21,9 @@ from pydantic import (
 
 ItemKind = Literal["image", "text", "pair", "video"]
 FusionName = Literal["sum", "concat", "attention", "autoencoder"]
-JobState = Literal["queued", "running", "done", "failed"]
+# "unknown": an id that is no job: never sent, or its rows pruned (MMQ_JOB_RETENTION_DAYS),
+# or a search whose record expired with its result (MMQ_RESULT_EXPIRES_S).
+JobState = Literal["queued", "running", "done", "failed", "unknown"]
 ALL_KINDS: tuple[ItemKind, ...] = ("image", "text", "pair", "video")
 
 MAX_FILTER_CHARS = 64 * 1024

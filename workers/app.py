@@ -79,9 +79,14 @@ _stop_reconciler = threading.Event()
 def _start_reconciler(**_: Any) -> None:
     # In the main process of every worker: a message lost by the broker or held by a dead
     # worker is sent again (mmq/jobs/reconcile.py). Two workers doing it send a harmless copy.
+    # Its thread also prunes the rows of jobs that ended long ago (mmq/jobs/retention.py).
     from mmq.jobs.reconcile import reconcile_forever
+    from mmq.jobs.retention import PeriodicPrune
 
     settings = get_settings()
+    prune = PeriodicPrune(
+        older_than_days=settings.job_retention_days, every_s=settings.job_prune_every_s
+    )
 
     def send(task_id: str) -> None:
         app.send_task(INGEST_TASK, args=[{"task_id": task_id}], queue=INGEST_QUEUE, task_id=task_id)
@@ -93,6 +98,7 @@ def _start_reconciler(**_: Any) -> None:
             after_s=settings.reconcile_after_s,
             every_s=settings.reconcile_every_s,
             stop=_stop_reconciler,
+            also=[prune],
         ),
         name="mmq-reconciler",
         daemon=True,

@@ -28,7 +28,7 @@ class ApiState:
     client: Client
     engine: Engine
     sessions: sessionmaker[Session]
-    redis: redis_py.Redis  # the result backend's: rate counts and search jobs' collections
+    redis: redis_py.Redis  # the result backend's: rate counts
     broker: redis_py.Redis  # the broker's: queue depths
     media: MediaStore
     signer: Signer

@@ -78,8 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0)
     _if_no_worker(p, default="exit")
 
-    p = sub.add_parser("status", help="state of a job")
+    p = sub.add_parser(
+        "status",
+        help="state of a job, as JSON; an unknown id (never sent, pruned, expired) prints "
+        'state "unknown" and exits 4, as for anything not found',
+    )
     p.add_argument("job_id")
+
+    from mmq.cli.jobs import add_jobs_arguments
+
+    add_jobs_arguments(sub.add_parser("jobs", help="job records: prune those that ended"))
 
     p = sub.add_parser("demo", help="the whole system on the scikit-image photos")
     p.add_argument("--collection", default="demo")
@@ -190,6 +198,10 @@ def _run(args: argparse.Namespace) -> int:
         from mmq.cli.serve import run_serve
 
         return run_serve(args)
+    if args.command == "jobs":
+        from mmq.cli.jobs import run_jobs
+
+        return run_jobs(args)
     from mmq.cli import commands
 
     handler = {

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE
 from mmq.client import Client, IngestJob
 from mmq.config import get_settings
-from mmq.errors import BadRequest, JobTimeout, Unavailable
+from mmq.errors import BadRequest, JobTimeout, NotFound, Unavailable
 from mmq.schemas import ALL_KINDS, ItemKind, hit_json, item_json
 
 # Most jobs have visibly started by then; only one that has not pays for asking the workers.
@@ -223,6 +223,16 @@ def _json_object(flag: str, raw: str | None) -> dict[str, Any] | None:
 
 
 def status(args: argparse.Namespace) -> int:
+    """The job's JobStatus as JSON. An id that is no job (never sent, pruned, or expired)
+    prints state "unknown" too, then exits as a NotFound does (4), saying so on stderr."""
     job = Client().job(args.job_id)
-    print(job.status().model_dump_json())
+    status = job.status()
+    print(status.model_dump_json())
+    if status.state == "unknown":
+        print(
+            f"mmq status: {NotFound.kind}: no job {args.job_id}: never sent, pruned after "
+            "MMQ_JOB_RETENTION_DAYS, or a search whose result expired",
+            file=sys.stderr,
+        )
+        return NotFound.exit_code
     return 0

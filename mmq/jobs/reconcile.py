@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 
@@ -46,11 +46,23 @@ def reconcile_forever(
     after_s: float,
     every_s: float,
     stop: threading.Event,
+    also: Sequence[Callable[[psycopg.Connection], object]] = (),
 ) -> None:
-    """Reconcile every `every_s` until `stop` is set; a failed pass is logged and retried."""
+    """Reconcile every `every_s` until `stop` is set; a failed pass is logged and retried.
+    Each pass then calls each of `also` on the same connection: periodic upkeep that
+    decides itself when it is due (mmq/jobs/retention.py's PeriodicPrune)."""
+
+    def reconcile_pass(conn: psycopg.Connection) -> None:
+        reconcile(conn, send, after_s=after_s)
+
     while not stop.wait(every_s):
         try:
             with psycopg.connect(psycopg_url(database_url), autocommit=True) as conn:
-                reconcile(conn, send, after_s=after_s)
+                for step in (reconcile_pass, *also):
+                    try:  # one failing step does not keep the others from running
+                        step(conn)
+                    except Exception:
+                        name = getattr(step, "__name__", type(step).__name__)
+                        log.exception("reconciler thread: %s failed", name)
         except Exception:
             log.exception("reconciler pass failed; trying again in %.0fs", every_s)

@@ -11,9 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from mmq.api.auth import Key
 from mmq.api.errors import ApiError
-from mmq.api.routes.search import SEARCH_JOB_KEY, search_json
+from mmq.api.routes.recommend import recommend_json
+from mmq.api.routes.search import search_json
 from mmq.api.state import ApiState, state_of
-from mmq.client import SearchJob
+from mmq.client import RecommendJob, SearchJob
 from mmq.jobs import records
 from mmq.schemas import item_json
 from mmq.store.api_keys import ApiKey
@@ -50,18 +51,22 @@ def _job(state: ApiState, request: Request, key: ApiKey, job_id: str) -> dict[st
                 out |= {"failed": result.failed}
                 out["items"] = [item_json(i) | {"item_id": i.item_id} for i in result.items]
             return out
-    raw = state.redis.get(SEARCH_JOB_KEY.format(job_id))
-    if raw is None:
+    # A search or recommendation the Client recorded (an unknown, pruned or expired id is
+    # not found, and neither is one sent past the Client, whose collection is not known).
+    sent = state.client.sent_job(job_id)
+    if sent is None:
         raise ApiError(404, f"no job {job_id}")
-    collection = raw.decode() if isinstance(raw, bytes) else str(raw)
-    _scoped(key, collection, job_id)
-    search = SearchJob(job_id, state.client.app)
-    status = search.status()
-    out = {"job_id": job_id, "kind": "search", "collection": collection, "state": status.state}
+    _scoped(key, sent.collection, job_id)
+    kind = "recommend" if sent.kind == "recommend" else "search"
+    status = SearchJob(job_id, state.client.app).status()
+    out = {"job_id": job_id, "kind": kind, "collection": sent.collection, "state": status.state}
     if status.state == "failed":
         out["error"] = {"type": status.error_kind, "message": status.error}
+    elif status.state == "done" and kind == "recommend":
+        recommended = RecommendJob(job_id, state.client.app).result(timeout=5)
+        out |= recommend_json(recommended, request, state)
     elif status.state == "done":
-        out |= search_json(search.result(timeout=5), request, state)
+        out |= search_json(SearchJob(job_id, state.client.app).result(timeout=5), request, state)
     return out
 
 

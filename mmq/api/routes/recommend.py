@@ -14,10 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmq.api.auth import Key, visible, writable
 from mmq.api.hits import api_hit
-from mmq.api.routes.search import SEARCH_JOB_KEY
 from mmq.api.state import ApiState, state_of
 from mmq.errors import JobTimeout
-from mmq.schemas import ItemKind, RecommendMethod
+from mmq.schemas import ItemKind, RecommendMethod, RecommendResult
 
 
 class EventBody(BaseModel):
@@ -93,20 +92,22 @@ def _recommend(state: ApiState, request: Request, name: str, body: RecommendBody
         exclude_seen=body.exclude_seen,
         method=body.method,
     )
-    state.redis.set(SEARCH_JOB_KEY.format(job.id), name, ex=state.settings.result_expires_s)
+    # Recorded with its collection by the Client, as a search is (GET /v1/jobs/{id}).
     try:
         result = job.result(timeout=body.wait_ms / 1000)
     except JobTimeout:
         return JSONResponse({"job_id": job.id, "status_url": f"/v1/jobs/{job.id}"}, 202)
+    return JSONResponse(recommend_json(result, request, state))
+
+
+def recommend_json(result: RecommendResult, request: Request, state: ApiState) -> dict[str, Any]:
     hits = [api_hit(h, request, state) | {"because": h.because} for h in result.hits]
-    return JSONResponse(
-        {
-            "hits": hits,
-            "collection": result.collection,
-            "user": result.user,
-            "method": result.method,
-            "cold_start": result.cold_start,
-            "history": result.history,
-            "history_missing": result.history_missing,
-        }
-    )
+    return {
+        "hits": hits,
+        "collection": result.collection,
+        "user": result.user,
+        "method": result.method,
+        "cold_start": result.cold_start,
+        "history": result.history,
+        "history_missing": result.history_missing,
+    }

@@ -21,8 +21,6 @@ from mmq.config import Settings
 from mmq.errors import JobTimeout
 from mmq.schemas import ExampleMethod, FusionName, ItemKind, SearchResult, describe_errors
 
-SEARCH_JOB_KEY = "mmq:api:search:{}"  # → the collection a search job was sent for
-
 
 class SearchBody(BaseModel):
     """A search through the API: a query (text, image part, both, or a vector), or examples
@@ -85,7 +83,8 @@ def _search(
         negatives=body.unlike,
         method=body.method,
     )
-    state.redis.set(SEARCH_JOB_KEY.format(job.id), name, ex=state.settings.result_expires_s)
+    # The Client recorded the job with its collection (mmq/jobs/sent_jobs.py): the job's
+    # status URL finds it there, and keys of other collections are refused it.
     try:
         result = job.result(timeout=body.wait_ms / 1000)
     except JobTimeout:
