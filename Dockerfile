@@ -43,11 +43,11 @@ RUN case "$TORCH_VARIANT" in \
       *) echo "TORCH_VARIANT must be cuda or cpu, not '$TORCH_VARIANT'" >&2; exit 1 ;; \
     esac
 
-# The whole tree, installed in place: `mmq db upgrade` finds migrations/ and alembic.ini next
-# to the package source, so they must live in /app beside mmq/. Owned by root: the mmq user
-# reads the code and cannot change it.
+# The whole tree, installed in place with the worker extra (torch, transformers, the bundled
+# models: pinned above; a producer alone needs only `pip install mmq`). Owned by root: the mmq
+# user reads the code and cannot change it.
 COPY . /app
-RUN pip install --no-deps --no-build-isolation -e . && pip check
+RUN pip install --no-deps --no-build-isolation -e ".[worker]" && pip check
 
 USER mmq
 CMD ["mmq", "worker", "--queues", "ingest"]

@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# torch first, pinned: with pip on this kind of machine these come from local disk.
+# torch first, pinned: with pip on this kind of machine these come from local disk. The venv
+# gets both sides: the worker extra (torch, the models) besides the producer's `pip install mmq`.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
 IMAGENET ?= ../shared/data/imagenet-sample
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[worker,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,7 +7,8 @@ a build gets the versions that were tested, never what an index serves that day.
 torchvision are not here: the Makefile's TORCH pins them, and the Dockerfile repeats them.
 torch's CUDA libraries go to a file of their own, which the CPU image does not install.
 Markers are evaluated for this venv's Python and platform (Linux x86-64, CPython 3.11): the
-image runs the same minor version (tests/test_compose.py checks it).
+image runs the same minor version (tests/test_compose.py checks it). The image runs workers:
+it installs the project with its `worker` extra (IMAGE_EXTRAS), and so does this lock.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ MAIN = ROOT / "deploy" / "requirements.txt"
 CUDA = ROOT / "deploy" / "requirements-cuda.txt"
 # Installed from the Makefile's TORCH pins, from an index that depends on the variant.
 TORCH_PACKAGES = frozenset({"torch", "torchvision"})
+# The Dockerfile's `pip install ".[worker]"`: the models beside the producer side.
+IMAGE_EXTRAS = ("worker",)
 
 
 def is_cuda_only(name: str) -> bool:
@@ -33,9 +36,13 @@ def is_cuda_only(name: str) -> bool:
     return name.startswith(("nvidia-", "cuda-")) or name == "triton"
 
 
-def project_requirements() -> list[Requirement]:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return [Requirement(spec) for spec in pyproject["project"]["dependencies"]]
+def project_requirements(extras: Iterable[str] = IMAGE_EXTRAS) -> list[Requirement]:
+    """pyproject's dependencies and those of `extras` (by default the image's)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = [*project["dependencies"]]
+    for extra in extras:
+        specs += project["optional-dependencies"][extra]
+    return [Requirement(spec) for spec in specs]
 
 
 def _applies(req: Requirement, extras: Iterable[str]) -> bool:

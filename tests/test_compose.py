@@ -588,7 +588,18 @@ def test_dockerfile_installs_only_pinned_packages() -> None:
                 assert "--no-deps" in command, command  # nothing resolved at build time
     assert any("-r /tmp/deploy/requirements.txt" in r for r in runs)
     assert runs[-1].endswith("pip check")
-    assert re.search(r"pip install --no-deps --no-build-isolation -e \.", runs[-1])
+    assert re.search(r'pip install --no-deps --no-build-isolation -e "\.\[worker\]"', runs[-1])
+
+
+def test_image_has_the_worker_extra() -> None:
+    # The image runs workers: the project goes in with its worker extra (above), and the
+    # lock pins that extra's packages too (torch and torchvision come from TORCH).
+    assert lock.IMAGE_EXTRAS == ("worker",)
+    pins = lock.read_pins(lock.MAIN)
+    producer = {canonicalize_name(r.name) for r in lock.project_requirements(())}
+    worker = {canonicalize_name(r.name) for r in lock.project_requirements()} - producer
+    assert {"torch", "transformers", "scikit-learn"} <= worker
+    assert worker - lock.TORCH_PACKAGES <= set(pins), "run `.venv/bin/python -m deploy.lock`"
 
 
 def test_dockerfile_python_is_the_locks() -> None:

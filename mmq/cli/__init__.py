@@ -170,6 +170,9 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mmq.cli.worker_extra import require_worker_extra
+
+    require_worker_extra(args)  # before anything starts: one line, not an ImportError
     if args.command == "worker":
         from mmq.cli.worker import run_worker
 

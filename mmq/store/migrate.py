@@ -10,13 +10,17 @@ from sqlalchemy import Engine, text
 
 from mmq.errors import Unavailable
 
-# migrations/ sits beside the package in the source tree (installed editable).
-ROOT = Path(__file__).resolve().parents[2]
+# The top-level migrations/ of the source tree, through the link mmq/store/migrations: a
+# wheel (`pip install mmq`) carries the scripts inside the package (pyproject's package-data),
+# so an installed producer migrates its embedded database too.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    # No alembic.ini (a wheel has none): what mmq needs of it is set here.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = database_url
     return config
 
