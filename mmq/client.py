@@ -22,6 +22,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from pydantic import BaseModel, ValidationError
 
 from mmq.broker import (
+    DELETE_TASK,
     INGEST_QUEUE,
     INGEST_TASK,
     RECOMMEND_TASK,
@@ -33,10 +34,12 @@ from mmq.broker import (
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
 from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, describe
-from mmq.jobs import events, records, sent_jobs
+from mmq.jobs import events, inventory, records, sent_jobs
 from mmq.jobs.sent_jobs import SentJob
 from mmq.schemas import (
     ALL_KINDS,
+    DeleteRequest,
+    DeleteResult,
     Example,
     ExampleMethod,
     FusionName,
@@ -152,8 +155,9 @@ class SearchJob:
         Past `timeout`, JobTimeout (the search may still run)."""
         return SearchResult.model_validate(self.wait(timeout))
 
-    def wait(self, timeout: float | None = None) -> Any:
-        """The task's result as JSON (`result` reads it as a SearchResult)."""
+    def wait(self, timeout: float | None = None, *, what: str = "search") -> Any:
+        """The task's result as JSON (`result` reads it as a SearchResult); `what` names
+        the job in a JobTimeout."""
         r = AsyncResult(self.id, app=self.app)
         try:
             with _redis_reached():
@@ -162,7 +166,7 @@ class SearchJob:
             # Stop listening for it now: left pending, Celery unsubscribes at interpreter
             # exit, and retries for 20 s if the embedded servers are gone by then.
             r.backend.remove_pending_result(r)
-            raise JobTimeout(f"search {self.id} did not end in {timeout}s") from None
+            raise JobTimeout(f"{what} {self.id} did not end in {timeout}s") from None
         except Exception as exc:
             if r.state == celery_states.FAILURE:
                 raise _as_mmq_error(exc) from None
@@ -186,6 +190,24 @@ class RecommendJob:
 
 
 @dataclass
+class DeleteJob:
+    """A delete, run by an ingest worker: its result comes back through the result backend,
+    as a search's does."""
+
+    id: str
+    app: Celery
+
+    def status(self) -> JobStatus:
+        return SearchJob(self.id, self.app).status()
+
+    def result(self, timeout: float | None = None) -> DeleteResult:
+        """Wait for the count deleted and the ids missing. An unknown collection raises
+        NotFound; past `timeout`, JobTimeout (the delete may still run)."""
+        job = SearchJob(self.id, self.app)
+        return DeleteResult.model_validate(job.wait(timeout, what="delete"))
+
+
+@dataclass
 class UnknownJob:
     """An id that is no job (`Client.job`): never sent, an ingest whose rows were pruned
     (`MMQ_JOB_RETENTION_DAYS`), or a search whose result expired (`MMQ_RESULT_EXPIRES_S`)."""
@@ -202,12 +224,13 @@ class UnknownJob:
 
 
 # What comes back through the result backend, by the kind `Client._send_recorded` records.
-_BACKEND_JOBS: dict[str, type[SearchJob] | type[RecommendJob]] = {
+_BACKEND_JOBS: dict[str, type[SearchJob] | type[RecommendJob] | type[DeleteJob]] = {
     "search": SearchJob,
     "recommend": RecommendJob,
+    "delete": DeleteJob,
 }
 
-Job = IngestJob | SearchJob | RecommendJob | UnknownJob
+Job = IngestJob | SearchJob | RecommendJob | DeleteJob | UnknownJob
 
 
 @contextmanager
@@ -441,6 +464,53 @@ class Client:
                 task, args=[request.model_dump(mode="json")], queue=queue, task_id=job_id
             )
         return job_id
+
+    def delete(
+        self,
+        collection: str,
+        *,
+        external_ids: Sequence[str] | None = None,
+        item_ids: Sequence[int] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        all: bool = False,
+    ) -> DeleteJob:
+        """Enqueue a delete of the collection's items with these external ids, or these
+        item ids, or whose metadata contains `filter`, or (`all=True`) of the collection
+        itself, items and all: exactly one of them. A video's segments go with it, and so
+        do media-store files no item references any more. A search that starts once the
+        job is done finds none of it. Ids the collection does not hold come back in the
+        result's `missing`; an unknown collection fails the job with NotFound."""
+        for name, ids in (("external_ids", external_ids), ("item_ids", item_ids)):
+            if isinstance(ids, str | bytes | int):  # one id, not a list of characters
+                raise BadRequest(f"{name} is a list of ids, e.g. [{ids!r}]")
+        try:
+            request = DeleteRequest(
+                collection=collection,
+                external_ids=list(external_ids or ()),
+                item_ids=list(item_ids or ()),
+                filter=dict(filter) if filter is not None else None,
+                all=all,
+            )
+        except ValidationError as exc:
+            raise BadRequest(f"invalid delete: {describe_errors(exc)}") from None
+        job_id = self._send_recorded("delete", collection, DELETE_TASK, request, INGEST_QUEUE)
+        return DeleteJob(job_id, self.app)
+
+    def collections(self) -> list[inventory.CollectionInfo]:
+        """Every collection: model, fusion, items per kind, storage size, created and last
+        updated (mmq/jobs/inventory.py). Read from PostgreSQL here: no worker needed."""
+        with self.tables.conn() as conn:
+            return inventory.collections(conn)
+
+    def get(
+        self, collection: str, *, external_id: str | None = None, item_id: int | None = None
+    ) -> inventory.ItemInfo:
+        """One item of the collection, by its external id or its item id: its kind, uri,
+        text, metadata, times and, for a video, its segments. NotFound when absent."""
+        with self.tables.conn() as conn:
+            return inventory.item(
+                conn, collection=collection, external_id=external_id, item_id=item_id
+            )
 
     def sent_job(self, job_id: str) -> SentJob | None:
         """What a Client sent under `job_id` through the result backend (its kind and

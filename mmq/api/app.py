@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmq.api import errors
-from mmq.api.routes import collections, jobs, media, ops, recommend, search
+from mmq.api.routes import collections, delete, jobs, media, ops, recommend, search
 from mmq.api.state import ApiState
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, urls: Urls | None = None) -> Fa
     app.add_middleware(Measured)
     app.include_router(collections.router(settings))
     app.include_router(search.router(settings))
+    app.include_router(delete.router(settings))
     app.include_router(recommend.router())
     app.include_router(jobs.router())
     app.include_router(media.router())

@@ -118,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_recommend_arguments(p)
     _if_no_worker(p, default="exit")
 
+    from mmq.cli.delete import add_delete_arguments
+    from mmq.cli.inspect import add_collections_arguments, add_get_arguments
+
+    p = sub.add_parser("delete", help="delete items (by id or --filter) or a whole collection")
+    add_delete_arguments(p)
+    _if_no_worker(p, default="wait")
+    add_collections_arguments(
+        sub.add_parser("collections", help="every collection: model, items, size")
+    )
+    add_get_arguments(sub.add_parser("get", help="one item of a collection"))
+
     from mmq.cli.keys import add_keys_arguments
 
     add_keys_arguments(sub.add_parser("keys", help="API keys of the HTTP API"))
@@ -193,6 +204,14 @@ def _run(args: argparse.Namespace) -> int:
         from mmq.cli.events import run_events, run_recommend
 
         return (run_events if args.command == "events" else run_recommend)(args)
+    if args.command == "delete":
+        from mmq.cli.delete import run_delete
+
+        return run_delete(args)
+    if args.command in ("collections", "get"):
+        from mmq.cli.inspect import run_collections, run_get
+
+        return (run_collections if args.command == "collections" else run_get)(args)
     if args.command == "keys":
         from mmq.cli.keys import run_keys
 

@@ -99,16 +99,21 @@ def wait_with_progress(
 
 
 def wait_watched(
-    client: Client, job_id: str, result: Callable[[float], R], args: argparse.Namespace
+    client: Client,
+    job_id: str,
+    result: Callable[[float], R],
+    args: argparse.Namespace,
+    *,
+    queue: str = SEARCH_QUEUE,
 ) -> R:
-    """`result(timeout)` of a job on the search queue; if it has not come after STALL_S,
-    check for a worker (`_watch`) and wait out the rest of `--timeout`."""
+    """`result(timeout)` of a job on `queue`; if it has not come after STALL_S, check for
+    a worker (`_watch`) and wait out the rest of `--timeout`."""
     try:
         return result(min(STALL_S, args.timeout))
     except JobTimeout:
         if args.timeout <= STALL_S:
             raise
-        _watch(client, SEARCH_QUEUE, args)(job_id)
+        _watch(client, queue, args)(job_id)
         return result(args.timeout - STALL_S)
 
 

@@ -1,6 +1,7 @@
 """`GET /v1/jobs/{job_id}`: an ingest's state, progress and, once done, each item's end
-(the fields of `mmq ingest --wait --json`); or a search's state and, once done, its hits.
-A job of a collection outside the key's scope is not found."""
+(the fields of `mmq ingest --wait --json`); or a search's state and, once done, its hits;
+or a delete's, and its count deleted. A job of a collection outside the key's scope is not
+found."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 
 from mmq.api.auth import Key
 from mmq.api.errors import ApiError
+from mmq.api.routes.delete import delete_json
 from mmq.api.routes.recommend import recommend_json
 from mmq.api.routes.search import search_json
 from mmq.api.state import ApiState, state_of
-from mmq.client import RecommendJob, SearchJob
+from mmq.client import DeleteJob, RecommendJob, SearchJob
 from mmq.jobs import records
 from mmq.schemas import item_json
 from mmq.store.api_keys import ApiKey
@@ -57,11 +59,13 @@ def _job(state: ApiState, request: Request, key: ApiKey, job_id: str) -> dict[st
     if sent is None:
         raise ApiError(404, f"no job {job_id}")
     _scoped(key, sent.collection, job_id)
-    kind = "recommend" if sent.kind == "recommend" else "search"
+    kind = sent.kind if sent.kind in ("recommend", "delete") else "search"
     status = SearchJob(job_id, state.client.app).status()
     out = {"job_id": job_id, "kind": kind, "collection": sent.collection, "state": status.state}
     if status.state == "failed":
         out["error"] = {"type": status.error_kind, "message": status.error}
+    elif status.state == "done" and kind == "delete":
+        out |= delete_json(DeleteJob(job_id, state.client.app).result(timeout=5))
     elif status.state == "done" and kind == "recommend":
         recommended = RecommendJob(job_id, state.client.app).result(timeout=5)
         out |= recommend_json(recommended, request, state)
