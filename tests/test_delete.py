@@ -98,12 +98,15 @@ def test_a_whole_collection_with_its_indexes(
         row = conn.execute("SELECT id FROM collections WHERE name = %s", (name,)).fetchone()
     assert row is not None
     cid = row[0]
+    client.record("ann", name, "chelsea", "purchase")  # the users' events go with it too
     assert client.delete(name, all=True).result(timeout=TIMEOUT).deleted == 5
     assert name not in {c.name for c in client.collections()}
     with connect(urls.database_url) as conn:
         assert conn.execute(
             "SELECT count(*) FROM items WHERE collection_id = %s", (cid,)
         ).fetchone() == (0,)
+        events = conn.execute("SELECT count(*) FROM events WHERE collection = %s", (name,))
+        assert events.fetchone() == (0,)
         indexes = conn.execute(
             "SELECT indexname FROM pg_indexes WHERE indexname IN (%s, %s)",
             (f"items_hnsw_c{cid}", f"segments_hnsw_c{cid}"),

@@ -60,9 +60,11 @@ def delete_items(
 
 
 def delete_collection(*, session: Session, collection: Collection, uri_prefix: str) -> Deleted:
-    """Delete every item of the collection, then the collection itself (the caller commits,
-    then drops its indexes: `drop_indexes`)."""
+    """Delete every item of the collection, its users' events (they name it, and a new
+    collection of the same name must not inherit them), then the collection itself (the
+    caller commits, then drops its indexes: `drop_indexes`)."""
     deleted = delete_items(session=session, collection=collection, uri_prefix=uri_prefix)
+    session.execute(text("DELETE FROM events WHERE collection = :n"), {"n": collection.name})
     session.execute(text("DELETE FROM collections WHERE id = :c"), {"c": collection.id})
     return deleted
 
