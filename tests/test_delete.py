@@ -5,11 +5,14 @@ file goes with the last item that references it (never a file outside the store)
 
 from __future__ import annotations
 
+import io
 import json
+import secrets
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from mmq.client import Client
 from mmq.config import Settings
@@ -148,8 +151,15 @@ def test_a_media_store_file_goes_with_the_last_item_that_references_it(
     client: Client, workers: Procs, settings: Settings, photos: dict[str, Path]
 ) -> None:
     store = MediaStore(settings.resolved_media_dir)
-    with open(photos["rocket"], "rb") as f:
-        stored = store.put(f, suffix=".png")
+    # Content of this test's own: the same bytes kept by another test's items (an upload or
+    # an original of the rocket photo) would rightly keep the file.
+    photo = Image.open(photos["rocket"]).convert("RGB")
+    photo.putpixel((0, 0), tuple(secrets.token_bytes(3)))
+    photo.putpixel((1, 0), tuple(secrets.token_bytes(3)))
+    encoded = io.BytesIO()
+    photo.save(encoded, format="PNG")
+    encoded.seek(0)
+    stored = store.put(encoded, suffix=".png")
     first, second = fresh("del-media"), fresh("del-media")
     for name in (first, second):
         items = [

@@ -35,7 +35,13 @@ from tests.support.images import (
     sixteen_bit_png,
 )
 from tests.support.names import fresh
-from tests.support.procs import Procs, all_alive, peak_memory_mb, reset_peak_memory
+from tests.support.procs import (
+    Procs,
+    all_alive,
+    peak_memory_mb,
+    reset_peak_memory,
+    resident_memory_mb,
+)
 from tests.support.videos import video_bytes, video_with_times
 
 pytestmark = pytest.mark.slow
@@ -163,6 +169,7 @@ class Outcome(NamedTuple):
     cases: list[Case]
     result: IngestResult
     peak_mb: float  # the ingest worker's peak resident memory while it worked on the table
+    added_mb: float  # that peak above its resident memory before the table
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +182,7 @@ def outcome(client: Client, workers: Procs, tmp_path_factory: pytest.TempPathFac
     items += [{"text": "a good caption", "external_id": "good-last"}]
     ingest_pid = workers[0].pid  # running_workers: the ingest worker first
     reset_peak_memory(ingest_pid)  # the peak from here on: the table's, not the session's
+    before_mb = resident_memory_mb(ingest_pid)
     sent = client.app.send_task(
         INGEST_TASK, args=[{"collection": fresh("hostile"), "items": items}], queue=INGEST_QUEUE
     )
@@ -182,11 +190,11 @@ def outcome(client: Client, workers: Procs, tmp_path_factory: pytest.TempPathFac
     peak_mb = peak_memory_mb(ingest_pid)
     job = client.job(str(sent.id))
     assert isinstance(job, IngestJob)
-    return Outcome(cases, job.result(timeout=10), peak_mb)
+    return Outcome(cases, job.result(timeout=10), peak_mb, peak_mb - before_mb)
 
 
 def test_each_kind_ends_as_the_table_says(outcome: Outcome) -> None:
-    cases, result, _ = outcome
+    cases, result, _, _ = outcome
     assert len(result.items) == len(cases) + 2
     ended = {}
     for (kind, _, expected), item in zip(cases, result.items[1:-1], strict=True):
@@ -203,7 +211,7 @@ def test_each_kind_ends_as_the_table_says(outcome: Outcome) -> None:
 
 
 def test_the_good_items_of_the_same_task_are_stored(outcome: Outcome) -> None:
-    _, result, _ = outcome
+    _, result, _, _ = outcome
     assert result.items[0].status == result.items[-1].status == "stored"
 
 
@@ -212,17 +220,20 @@ def test_the_worker_lives_on_within_its_memory_bound(
 ) -> None:
     if settings.worker_pool != "threads":
         pytest.skip("the figure is the threads pool's, where the worker's process does the work")
-    _, result, peak_mb = outcome
+    _, result, peak_mb, added_mb = outcome
     assert all_alive(workers)
     hits = client.search(collection=result.collection, text="a good caption", k=1).result(60)
     assert hits.hits[0].external_id == "good-last"  # stored, and searchable
     print(f"\ningest worker peak memory (VmHWM) while on the hostile table: {peak_mb:.0f} MB")
+    print(f"of which the table added {added_mb:.0f} MB")
     # docs/reliability.md: 1,330 MB < 4,096 MB (MMQ_MAX_WORKER_MEMORY_MB's default)
     assert Settings.model_fields["max_worker_memory_mb"].default == 4096
     assert peak_mb < 4096
-    # The model is most of it; torch's thread arenas vary with the machine: a wide tolerance
-    # (measured 1,337 and 1,320 MB on the 2-vCPU dev machine).
-    assert peak_mb == pytest.approx(1330, rel=0.3)
+    # What the table itself costs, not the worker's size: that depends on what the session
+    # ran before (allocators keep freed memory), the model being most of it. Alone, the
+    # peak was 1,320 to 1,337 MB on the 2-vCPU dev machine; the table's share is bounded
+    # by the input limits (a 64-megapixel image decoded once at a time).
+    assert added_mb < 512  # 152 MB alone
 
 
 @pytest.mark.parametrize(
@@ -247,7 +258,7 @@ def test_hostile_searches_fail_with_a_clear_message(
 
 
 def test_sql_in_a_filter_is_only_data(client: Client, workers: Procs, outcome: Outcome) -> None:
-    _, result, _ = outcome
+    _, result, _, _ = outcome
     job = client.search(
         collection=result.collection,
         text="x",

@@ -29,6 +29,14 @@ def peak_memory_mb(pid: int) -> float:
     raise AssertionError(f"no VmHWM for process {pid}")
 
 
+def resident_memory_mb(pid: int) -> float:
+    """The process's resident memory now (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
 def reset_peak_memory(pid: int) -> None:
     """Start the process's peak resident memory again from its current size (Linux)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
