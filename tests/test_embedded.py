@@ -20,8 +20,11 @@ from mmq.embedded import STATE_FILE, _pid_alive
 pytestmark = pytest.mark.slow  # each test starts (and stops) its own PostgreSQL and Valkey
 
 START = """
-import json, sys
+import json, signal, sys
 from pathlib import Path
+# Ctrl-C as in a terminal of its own: a test process that ignores SIGINT (some library of
+# the session may have set it so) would otherwise pass SIG_IGN on to this child.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mmq.config import Settings
 from mmq.embedded import resolve_urls
 urls = resolve_urls(Settings(state_dir=Path(sys.argv[1]), broker_url=None, database_url=None,
