@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from mmq.api.answers import accepted
 from mmq.api.auth import Key, writable
 from mmq.api.errors import ApiError
 from mmq.api.state import ApiState, state_of
@@ -76,7 +77,7 @@ def router(settings: Settings) -> APIRouter:
         else:
             items = _json_items(key, settings, await _json_body(request))
         job = await run_in_threadpool(state.client.ingest, items, collection=name)
-        return JSONResponse({"job_id": job.id, "status_url": f"/v1/jobs/{job.id}"}, status_code=202)
+        return accepted(job.id)
 
     return r
 

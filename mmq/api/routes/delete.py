@@ -11,10 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmq.api.answers import waited
 from mmq.api.auth import Key, writable
 from mmq.api.state import ApiState, state_of
 from mmq.config import Settings
-from mmq.errors import JobTimeout
 from mmq.schemas import DeleteResult
 
 
@@ -74,11 +74,7 @@ def router(settings: Settings) -> APIRouter:
 def _delete(state: ApiState, name: str, wait_ms: int, what: dict[str, Any]) -> JSONResponse:
     # The Client records the job with its collection, as a search's (GET /v1/jobs/{id}).
     job = state.client.delete(name, **what)
-    try:
-        result = job.result(timeout=wait_ms / 1000)
-    except JobTimeout:
-        return JSONResponse({"job_id": job.id, "status_url": f"/v1/jobs/{job.id}"}, 202)
-    return JSONResponse(delete_json(result))
+    return waited(job, wait_ms, delete_json)
 
 
 def delete_json(result: DeleteResult) -> dict[str, Any]:

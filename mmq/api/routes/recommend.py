@@ -12,10 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmq.api.answers import waited
 from mmq.api.auth import Key, visible, writable
 from mmq.api.hits import api_hit
 from mmq.api.state import ApiState, state_of
-from mmq.errors import JobTimeout
 from mmq.schemas import ItemKind, RecommendMethod, RecommendResult
 
 
@@ -93,11 +93,7 @@ def _recommend(state: ApiState, request: Request, name: str, body: RecommendBody
         method=body.method,
     )
     # Recorded with its collection by the Client, as a search is (GET /v1/jobs/{id}).
-    try:
-        result = job.result(timeout=body.wait_ms / 1000)
-    except JobTimeout:
-        return JSONResponse({"job_id": job.id, "status_url": f"/v1/jobs/{job.id}"}, 202)
-    return JSONResponse(recommend_json(result, request, state))
+    return waited(job, body.wait_ms, lambda result: recommend_json(result, request, state))
 
 
 def recommend_json(result: RecommendResult, request: Request, state: ApiState) -> dict[str, Any]:

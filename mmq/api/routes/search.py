@@ -13,12 +13,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from mmq.api.answers import waited
 from mmq.api.auth import Key, visible
 from mmq.api.errors import ApiError
 from mmq.api.hits import api_hit
 from mmq.api.state import ApiState, state_of
 from mmq.config import Settings
-from mmq.errors import JobTimeout
 from mmq.schemas import ExampleMethod, FusionName, ItemKind, SearchResult, describe_errors
 
 
@@ -85,11 +85,7 @@ def _search(
     )
     # The Client recorded the job with its collection (mmq/jobs/sent_jobs.py): the job's
     # status URL finds it there, and keys of other collections are refused it.
-    try:
-        result = job.result(timeout=body.wait_ms / 1000)
-    except JobTimeout:
-        return JSONResponse({"job_id": job.id, "status_url": f"/v1/jobs/{job.id}"}, 202)
-    return JSONResponse(search_json(result, request, state))
+    return waited(job, body.wait_ms, lambda result: search_json(result, request, state))
 
 
 def search_json(result: SearchResult, request: Request, state: ApiState) -> dict[str, Any]:
