@@ -16,10 +16,19 @@ SEARCH_TASK = "mmq.search"
 RECOMMEND_TASK = "mmq.recommend"
 # Deleting items or a whole collection: database work, on the ingest queue.
 DELETE_TASK = "mmq.delete"
+# The end of a reindex: waits for its chunks, then switches the collection to the model.
+REINDEX_FINISH_TASK = "mmq.reindex_finish"
 # A no-op that answers on whichever queue it is sent to: health checks, queue overhead.
 PING_TASK = "mmq.ping"
 INGEST_QUEUE = "ingest"
 SEARCH_QUEUE = "search"
+
+
+def model_queue(queue: str, model: str) -> str:
+    """The queue of `queue`'s work that only a worker serving `model` can do: a reindex's
+    chunks, a search of a collection bound to a model other than the worker's. A worker
+    consuming `queue` consumes its own model's too (mmq/cli/worker.py)."""
+    return f"{queue}.{model}"
 
 
 def make_celery(urls: Urls, settings: Settings) -> Celery:

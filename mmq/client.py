@@ -26,15 +26,17 @@ from mmq.broker import (
     INGEST_QUEUE,
     INGEST_TASK,
     RECOMMEND_TASK,
+    REINDEX_FINISH_TASK,
     SEARCH_QUEUE,
     SEARCH_TASK,
     consumers,
     make_celery,
+    model_queue,
 )
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
 from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, describe
-from mmq.jobs import events, inventory, records, sent_jobs
+from mmq.jobs import events, inventory, records, reindex_jobs, sent_jobs
 from mmq.jobs.sent_jobs import SentJob
 from mmq.schemas import (
     ALL_KINDS,
@@ -52,6 +54,8 @@ from mmq.schemas import (
     RecommendMethod,
     RecommendRequest,
     RecommendResult,
+    ReindexFinish,
+    ReindexResult,
     SearchRequest,
     SearchResult,
     describe_errors,
@@ -208,6 +212,34 @@ class DeleteJob:
 
 
 @dataclass
+class ReindexJob:
+    """A reindex: its chunks' progress in PostgreSQL (as an ingest job's), its end (switched
+    or not, and why) through the result backend, from the task that switches."""
+
+    id: str
+    tables: _JobTables
+    app: Celery
+
+    def status(self) -> JobStatus:
+        """queued / running / done (switched, or waiting for a decision on the items that
+        failed: see `result`) / failed."""
+        status = SearchJob(self.id, self.app).status()
+        done, total = self.progress()
+        return status.model_copy(update={"done_tasks": done, "total_tasks": total})
+
+    def progress(self) -> tuple[int, int]:
+        """(items that ended, all items to re-embed)."""
+        with self.tables.conn() as conn:
+            return records.job_progress(conn, self.id)
+
+    def result(self, timeout: float | None = None) -> ReindexResult:
+        """Wait for the switch, or for the items that kept it from happening (`switched`
+        False, `failed` with their reasons). Past `timeout`, JobTimeout (it goes on)."""
+        job = SearchJob(self.id, self.app)
+        return ReindexResult.model_validate(job.wait(timeout, what="reindex"))
+
+
+@dataclass
 class UnknownJob:
     """An id that is no job (`Client.job`): never sent, an ingest whose rows were pruned
     (`MMQ_JOB_RETENTION_DAYS`), or a search whose result expired (`MMQ_RESULT_EXPIRES_S`)."""
@@ -230,7 +262,7 @@ _BACKEND_JOBS: dict[str, type[SearchJob] | type[RecommendJob] | type[DeleteJob]]
     "delete": DeleteJob,
 }
 
-Job = IngestJob | SearchJob | RecommendJob | DeleteJob | UnknownJob
+Job = IngestJob | SearchJob | RecommendJob | DeleteJob | ReindexJob | UnknownJob
 
 
 @contextmanager
@@ -496,6 +528,49 @@ class Client:
         job_id = self._send_recorded("delete", collection, DELETE_TASK, request, INGEST_QUEUE)
         return DeleteJob(job_id, self.app)
 
+    def reindex(
+        self,
+        collection: str,
+        *,
+        model: str,
+        allow_missing: bool = False,
+        chunk_size: int | None = None,
+    ) -> ReindexJob:
+        """Re-embed every item of the collection with `model`, in the background, on the
+        workers serving it (`MMQ_MODEL=model`, consuming `ingest.<model>`). Searches use
+        the old vectors until every item has its new one; then the collection switches
+        in one transaction, and its searches go to `model`'s workers. Items whose
+        original is gone hold the switch (the result lists them) unless `allow_missing`,
+        which deletes them at the switch. Called again, it goes on where it stopped."""
+        size = chunk_size or self.settings.ingest_chunk_size
+        with self.tables.conn() as conn, conn.transaction():
+            started = reindex_jobs.start(
+                conn,
+                collection=collection,
+                model=model,
+                allow_missing=allow_missing,
+                chunk_size=size,
+            )
+        queue = model_queue(INGEST_QUEUE, model)
+        finish = ReindexFinish(collection=collection, model=model, job_id=started.job_id)
+        recorded = f"reindex job {started.job_id} is recorded; run `mmq reindex` again to send it"
+        with _redis_reached(recorded):
+            for task_id in started.tasks:
+                self.app.send_task(
+                    INGEST_TASK,
+                    args=[{"task_id": task_id}],
+                    queue=queue,
+                    task_id=task_id,
+                    ignore_result=True,
+                )
+            self.app.send_task(
+                REINDEX_FINISH_TASK,
+                args=[finish.model_dump(mode="json")],
+                queue=queue,
+                task_id=started.job_id,
+            )
+        return ReindexJob(started.job_id, self.tables, self.app)
+
     def collections(self) -> list[inventory.CollectionInfo]:
         """Every collection: model, fusion, items per kind, storage size, created and last
         updated (mmq/jobs/inventory.py). Read from PostgreSQL here: no worker needed."""
@@ -524,6 +599,8 @@ class Client:
         an ingest pruned after `MMQ_JOB_RETENTION_DAYS`, a search whose result expired."""
         with self.tables.conn() as conn:
             if records.job_collection(conn, job_id) is not None:
+                if reindex_jobs.is_reindex(conn, job_id):
+                    return ReindexJob(job_id, self.tables, self.app)
                 return IngestJob(job_id, self.tables)
         found = self.sent_job(job_id)
         if found is not None:

@@ -47,6 +47,15 @@ class Conflict(MmqError):
     exit_code = 5
 
 
+class WrongModel(Conflict):
+    """A collection bound to a model other than this worker's: a worker of `model` can
+    serve it (a search is sent on to one: workers/forward.py)."""
+
+    def __init__(self, message: str, model: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+
+
 class Unavailable(MmqError):
     """A server, worker, device or the database schema is missing or not answering."""
 

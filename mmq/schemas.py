@@ -152,10 +152,18 @@ class IngestRequest(_IngestOptions):
     items: list[IngestItem] = Field(min_length=1)
 
 
+class ReindexTarget(_Wire):
+    """The model a reindex re-embeds a collection with (mmq/services/reindex.py)."""
+
+    model: str = Field(min_length=1, max_length=512)
+
+
 class RawIngestRequest(_IngestOptions):
-    """What a worker receives: items stay raw so one malformed item fails alone."""
+    """What a worker receives: items stay raw so one malformed item fails alone. With
+    `reindex`, the items are `{"item_id": N}`: stored items to re-embed, not new ones."""
 
     items: list[Any] = Field(min_length=1)
+    reindex: ReindexTarget | None = None
 
 
 class IngestTaskMessage(_Wire):
@@ -485,3 +493,30 @@ class DeleteResult(_Wire):
     # The external ids and item ids (as decimal strings) asked for that the collection does
     # not hold, in the order asked; never the reason for a failure of the others.
     missing: list[str] = Field(default_factory=list)
+
+
+class ReindexFinish(_Wire):
+    """What the task that ends a reindex receives: its job, whose chunks it waits for."""
+
+    collection: str = Field(pattern=COLLECTION_PATTERN)
+    model: str = Field(min_length=1, max_length=512)
+    job_id: str = Field(min_length=1, max_length=64)
+
+
+class ReindexFailure(_Wire):
+    item_id: int
+    external_id: str | None
+    error: str
+
+
+class ReindexResult(_Wire):
+    """How a reindex ended: `switched` (the collection now searches the new vectors) or
+    not, because items could not be re-embedded (`failed`, each with its reason) and
+    `allow_missing` was not given."""
+
+    collection: str
+    model: str
+    switched: bool
+    items: int  # items with their new vector
+    failed: list[ReindexFailure] = Field(default_factory=list)
+    deleted: int = 0  # items without a new vector, deleted at the switch (allow_missing)

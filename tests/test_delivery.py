@@ -51,8 +51,8 @@ def test_the_reconciler_sends_a_lost_message_again(
     request = IngestRequest(collection=fresh("lost"), items=[IngestItem(text="a lost caption")])
     task = records.NewTask(task_id, request.model_dump(mode="json"), [("a lost caption", None)])
 
-    def send(tid: str) -> None:
-        client.app.send_task(INGEST_TASK, args=[{"task_id": tid}], queue=INGEST_QUEUE, task_id=tid)
+    def send(tid: str, queue: str) -> None:
+        client.app.send_task(INGEST_TASK, args=[{"task_id": tid}], queue=queue, task_id=tid)
 
     with connect(urls.database_url) as conn:
         # A producer wrote the job, and its message never reached the broker.
@@ -71,9 +71,7 @@ def test_the_reconciler_sends_a_lost_message_again(
     assert [i.status for i in job.result(timeout=120).items] == ["stored"]
 
 
-def test_a_message_delivered_twice_stores_once(
-    client: Client, workers: Procs, urls: Urls
-) -> None:
+def test_a_message_delivered_twice_stores_once(client: Client, workers: Procs, urls: Urls) -> None:
     items = [IngestItem(text="only once", external_id="once")]
     job = client.ingest(items, collection=fresh("twice"))
     first = job.result(timeout=120)

@@ -14,7 +14,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from mmq.broker import INGEST_QUEUE, INGEST_TASK, celery_config
+from mmq.broker import INGEST_TASK, celery_config
 from mmq.config import get_settings
 from mmq.embedded import resolve_urls
 
@@ -88,8 +88,8 @@ def _start_reconciler(**_: Any) -> None:
         older_than_days=settings.job_retention_days, every_s=settings.job_prune_every_s
     )
 
-    def send(task_id: str) -> None:
-        app.send_task(INGEST_TASK, args=[{"task_id": task_id}], queue=INGEST_QUEUE, task_id=task_id)
+    def send(task_id: str, queue: str) -> None:
+        app.send_task(INGEST_TASK, args=[{"task_id": task_id}], queue=queue, task_id=task_id)
 
     threading.Thread(
         target=reconcile_forever,

@@ -7,26 +7,40 @@ from typing import Any, TypeVar
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
 
 from mmq import services
-from mmq.broker import DELETE_TASK, INGEST_TASK, PING_TASK, RECOMMEND_TASK, SEARCH_TASK
-from mmq.errors import BadRequest
+from mmq.broker import (
+    DELETE_TASK,
+    INGEST_TASK,
+    PING_TASK,
+    RECOMMEND_TASK,
+    REINDEX_FINISH_TASK,
+    SEARCH_TASK,
+)
+from mmq.errors import BadRequest, WrongModel
 from mmq.media.store import MediaStore
 from mmq.schemas import (
     DeleteRequest,
     IngestTaskMessage,
     RawIngestRequest,
     RecommendRequest,
+    ReindexFinish,
     SearchRequest,
     describe_errors,
 )
 from mmq.services.delete import delete as delete_items
 from mmq.services.ingest_tasks import register_raw_request
 from mmq.services.recommend import recommend as recommend_items
+from mmq.services.reindex import finish as finish_reindex
 from workers.app import app
+from workers.forward import forward_search
 from workers.runtime import get_database, get_runtime
 
 M = TypeVar("M", bound=BaseModel)
+
+# How often the end of a reindex looks whether its chunks are done.
+REINDEX_POLL_S = 2.0
 
 
 def _parse(model: type[M], payload: object) -> M:
@@ -64,15 +78,19 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     return outcome.result.model_dump(mode="json")
 
 
-@app.task(name=SEARCH_TASK)
-def search(payload: dict[str, Any]) -> dict[str, Any]:
+@app.task(name=SEARCH_TASK, bind=True)
+def search(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
     rt.check_schema()
     request = _parse(SearchRequest, payload)
     with rt.sessions() as session:
-        result = services.search(
-            encoder=rt.encoder, session=session, request=request, settings=rt.settings
-        )
+        one_snapshot(session)
+        try:
+            result = services.search(
+                encoder=rt.encoder, session=session, request=request, settings=rt.settings
+            )
+        except WrongModel as exc:
+            forward_search(self, payload, exc)
     return result.model_dump(mode="json")
 
 
@@ -82,6 +100,7 @@ def recommend(payload: dict[str, Any]) -> dict[str, Any]:
     rt.check_schema()
     request = _parse(RecommendRequest, payload)
     with rt.sessions() as session:
+        one_snapshot(session)
         result = recommend_items(session=session, request=request, settings=rt.settings)
     return result.model_dump(mode="json")
 
@@ -95,6 +114,28 @@ def delete(payload: dict[str, Any]) -> dict[str, Any]:
             session=session, request=request, media=MediaStore(db.settings.resolved_media_dir)
         )
     return result.model_dump(mode="json")
+
+
+# A reindex's chunks run as ingest tasks (services/ingest_tasks.py); this task waits for
+# them, then switches the collection. It asks again every few seconds, without limit.
+@app.task(name=REINDEX_FINISH_TASK, bind=True, max_retries=None)
+def reindex_finish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+    rt = get_runtime()
+    rt.check_schema()
+    request = _parse(ReindexFinish, payload)
+    with rt.sessions() as session:
+        result = finish_reindex(
+            encoder=rt.encoder, session=session, request=request, settings=rt.settings
+        )
+    if result is None:
+        raise self.retry(countdown=REINDEX_POLL_S)
+    return result.model_dump(mode="json")
+
+
+def one_snapshot(session: Session) -> None:
+    """Every read of the transaction sees the database as it was at its first: a reindex
+    that switches the collection meanwhile is seen whole or not at all."""
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 @app.task(name=PING_TASK)

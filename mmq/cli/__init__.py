@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_collections_arguments(
         sub.add_parser("collections", help="every collection: model, items, size")
     )
+    from mmq.cli.reindex import add_reindex_arguments
+
+    p = sub.add_parser("reindex", help="re-embed a collection with another model")
+    add_reindex_arguments(p)
+    _if_no_worker(p, default="wait")
     add_get_arguments(sub.add_parser("get", help="one item of a collection"))
 
     from mmq.cli.keys import add_keys_arguments
@@ -208,6 +213,10 @@ def _run(args: argparse.Namespace) -> int:
         from mmq.cli.delete import run_delete
 
         return run_delete(args)
+    if args.command == "reindex":
+        from mmq.cli.reindex import run_reindex
+
+        return run_reindex(args)
     if args.command in ("collections", "get"):
         from mmq.cli.inspect import run_collections, run_get
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE
-from mmq.client import Client, IngestJob
+from mmq.client import Client, IngestJob, ReindexJob
 from mmq.config import get_settings
 from mmq.errors import BadRequest, JobTimeout, NotFound, Unavailable
 from mmq.schemas import ALL_KINDS, ItemKind, hit_json, item_json
@@ -77,7 +77,11 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def wait_with_progress(
-    job: IngestJob, timeout: float, *, quiet: bool, watch: Callable[[str], None] | None = None
+    job: IngestJob | ReindexJob,
+    timeout: float,
+    *,
+    quiet: bool,
+    watch: Callable[[str], None] | None = None,
 ) -> None:
     """A progress bar until every item ended. `watch(job_id)` is called once if nothing has
     ended after STALL_S: the moment to ask whether any worker consumes the queue at all."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
+from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE, model_queue
 from mmq.config import get_settings
 from mmq.embedded import export_urls, resolve_urls
 
@@ -24,11 +26,11 @@ def run_worker(args: argparse.Namespace) -> int:
     get_settings.cache_clear()
     from workers.app import app
 
-    queues = ",".join(q.strip() for q in args.queues.split(",") if q.strip())
+    named = [q.strip() for q in args.queues.split(",") if q.strip()]
     argv = [
         "worker",
         "--queues",
-        queues,
+        ",".join(with_model_queues(named, settings.model)),
         "--pool",
         pool,
         "--concurrency",
@@ -37,9 +39,16 @@ def run_worker(args: argparse.Namespace) -> int:
         args.loglevel,
         # Two workers on one host need distinct node names.
         "--hostname",
-        f"mmq-{queues.replace(',', '-')}-{os.getpid()}@%h",
+        f"mmq-{re.sub(r'[^A-Za-z0-9.-]', '_', '-'.join(named))}-{os.getpid()}@%h",
         "--without-gossip",
         "--without-mingle",
     ]
     app.worker_main(argv)
     return 0
+
+
+def with_model_queues(queues: list[str], model: str) -> list[str]:
+    """`queues`, and for the ingest and search queues among them the queue of their work
+    that needs this worker's model (a reindex to it, a search of its collections)."""
+    extra = [model_queue(q, model) for q in queues if q in (INGEST_QUEUE, SEARCH_QUEUE)]
+    return queues + [q for q in extra if q not in queues]

@@ -181,14 +181,15 @@ def finish_tasks(conn: Connection, task_ids: Sequence[str]) -> None:
     )
 
 
-def stale_tasks(conn: Connection, *, queued_after_s: float) -> list[str]:
-    """Ids of the unfinished tasks sent over `queued_after_s` ago, oldest first."""
+def stale_tasks(conn: Connection, *, queued_after_s: float) -> list[tuple[str, str | None]]:
+    """The unfinished tasks sent over `queued_after_s` ago, oldest first: each one's id and,
+    for a reindex's task, the model whose workers alone can run it."""
     rows = conn.execute(
-        "SELECT id FROM ingest_tasks WHERE state <> 'done'"
+        "SELECT id, request -> 'reindex' ->> 'model' FROM ingest_tasks WHERE state <> 'done'"
         " AND sent_at < now() - make_interval(secs => %s) ORDER BY sent_at",
         (queued_after_s,),
     ).fetchall()
-    return [r[0] for r in rows]
+    return [(r[0], r[1]) for r in rows]
 
 
 def mark_sent(conn: Connection, task_id: str) -> None:

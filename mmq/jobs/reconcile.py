@@ -15,23 +15,27 @@ from collections.abc import Callable, Sequence
 
 import psycopg
 
+from mmq.broker import INGEST_QUEUE, model_queue
 from mmq.jobs import claims
 from mmq.jobs.records import psycopg_url
 
 log = logging.getLogger(__name__)
 
 
-def reconcile(
-    conn: psycopg.Connection, send: Callable[[str], None], *, after_s: float
-) -> list[str]:
-    """Send again every stale unfinished task; returns their ids. `conn` is autocommit."""
+# Sends a task's message again: (task id, queue).
+Send = Callable[[str, str], None]
+
+
+def reconcile(conn: psycopg.Connection, send: Send, *, after_s: float) -> list[str]:
+    """Send again every stale unfinished task to its queue (a reindex's to its model's);
+    returns their ids. `conn` is autocommit."""
     sent = []
-    for task_id in claims.stale_tasks(conn, queued_after_s=after_s):
+    for task_id, model in claims.stale_tasks(conn, queued_after_s=after_s):
         if not claims.try_lock(conn, task_id):
             continue  # a live worker is running it
         # Freed before sending: a worker that found it locked would drop the new message.
         claims.unlock(conn, task_id)
-        send(task_id)
+        send(task_id, INGEST_QUEUE if model is None else model_queue(INGEST_QUEUE, model))
         claims.mark_sent(conn, task_id)
         sent.append(task_id)
     if sent:
@@ -41,7 +45,7 @@ def reconcile(
 
 def reconcile_forever(
     database_url: str,
-    send: Callable[[str], None],
+    send: Send,
     *,
     after_s: float,
     every_s: float,

@@ -258,7 +258,14 @@ def _background(
     """A random sample of the collection's items of these kinds, less the examples: the
     excluded ids and anything that is a positive itself (a given vector, say)."""
     url = session.get_bind().engine.url.render_as_string(hide_password=True)
-    key = (url, collection.id, collection.created_at, tuple(sorted(set(kinds))))
+    # The model version: a reindex replaces every vector of the collection.
+    key = (
+        url,
+        collection.id,
+        collection.created_at,
+        collection.model_version,
+        tuple(sorted(set(kinds))),
+    )
     now = time.monotonic()
     with _lock:
         cached = _samples.get(key)

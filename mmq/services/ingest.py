@@ -69,6 +69,10 @@ def ingest(
     indexed = _index_videos(encoder, videos, results, settings, interrupts)
     rows = _item_rows(decoded, target, request, results, settings)
     rows += [(index, item, _video_row(item, video, target)) for index, item, video in indexed]
+    # A reindex may have switched the collection to another model since it was read; its
+    # row, locked in share mode until the commit, cannot switch now (services/reindex.py).
+    session.refresh(collection, with_for_update={"read": True})
+    repository.require_model(collection, model=encoder.name, model_version=target.version)
     ids = repository.upsert_items(
         session=session, collection=collection, rows=[row for _, _, row in rows]
     )

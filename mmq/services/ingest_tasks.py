@@ -35,6 +35,7 @@ from mmq.jobs.claims import Origin, session_conn
 from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest, describe_errors
 from mmq.services.encode_items import invalid_item
 from mmq.services.ingest import Interrupts, Record, ingest
+from mmq.services.reindex import reembed
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,16 @@ class IngestTasks:
             session.commit()
 
     def _ingest(self, session: Session, request: RawIngestRequest, record: Record) -> None:
+        if request.reindex is not None:  # stored items, re-embedded beside their vectors
+            reembed(
+                encoder=self.encoder,
+                session=session,
+                request=request,
+                settings=self.settings,
+                record=record,
+                interrupts=self.interrupts,
+            )
+            return
         ingest(
             encoder=self.encoder,
             session=session,

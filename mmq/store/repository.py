@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from mmq.errors import BadRequest, Conflict, NotFound
+from mmq.errors import BadRequest, NotFound, WrongModel
 from mmq.schemas import ALL_KINDS, ItemKind
 from mmq.store.tables import Collection, Item
 
@@ -148,10 +148,11 @@ def ensure_collection(
 def require_model(collection: Collection, *, model: str, model_version: str) -> None:
     """Refuse to mix vector spaces: the collection's model and version must be this one."""
     if (collection.model, collection.model_version) != (model, model_version):
-        raise Conflict(
+        raise WrongModel(
             f"collection {collection.name!r} is bound to model {collection.model} "
             f"(version {collection.model_version}); this worker serves {model} "
-            f"(version {model_version})"
+            f"(version {model_version})",
+            model=collection.model,
         )
 
 

@@ -30,6 +30,5 @@ def schema_snapshot(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
     }
     with connect(database_url) as conn:
         return {
-            name: sorted(conn.execute(sql).fetchall(), key=repr)
-            for name, sql in queries.items()
+            name: sorted(conn.execute(sql).fetchall(), key=repr) for name, sql in queries.items()
         }
