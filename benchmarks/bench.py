@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from benchmarks import bench_ingest, bench_queue, bench_search
+from benchmarks import bench_ingest, bench_queue, bench_reindex, bench_search
 from mmq.cli.sources import read_captions
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
@@ -77,7 +77,8 @@ def main() -> int:
         }
         sessions = make_sessionmaker(make_engine(urls.database_url))
         with sessions() as session:
-            real = bench_search.real_vectors(session, latest_ingest_collection(session))
+            ingested = latest_ingest_collection(session)
+            real = bench_search.real_vectors(session, ingested)
         query_vectors = encoder.encode_texts(texts)
         out["search"] = {}
         for size in (int(s) for s in args.sizes.split(",")):
@@ -91,6 +92,15 @@ def main() -> int:
             row.update(bench_search.latency(client, name, texts))
             row["qps_8_producers"] = bench_search.qps(client, name, texts * 2)
             out["search"][str(size)] = row  # type: ignore[index]
+        out["reindex"] = bench_reindex.measure(
+            client,
+            collection=ingested,
+            served_model=encoder.name,
+            ingest_images_per_s=batch.images_per_s,
+            texts=texts,
+            log_dir=logs,
+            roots=roots,
+        )
     naive_env = {**os.environ, "MMQ_WORKER_POOL": "prefork"}
     with running_workers(client.app, queues=("ingest",), log_dir=logs, env=naive_env, roots=roots):
         bench_ingest.through_queue(client, items[:64], chunk_size=1)  # warm-up
@@ -186,6 +196,7 @@ def print_table(out: dict[str, Any]) -> None:
             f" {row['queue_p50_ms']:.1f}); p50 beyond encode {row['p50_beyond_encode_ms']:.1f} ms;"
             f" {row['qps_8_producers']:.1f} QPS with 8 producers"
         )
+    bench_reindex.print_table(out["reindex"])
     print(f"default ef_search {out['ef_search_default']}; {out['seconds']:.0f} s in all")
 
 

@@ -32,7 +32,7 @@ from mmq.schemas import (
 from mmq.services.delete import delete as delete_items
 from mmq.services.ingest_tasks import register_raw_request
 from mmq.services.recommend import recommend as recommend_items
-from mmq.services.reindex import finish as finish_reindex
+from mmq.services.reindex_switch import finish as finish_reindex
 from workers.app import app
 from workers.forward import forward_search
 from workers.runtime import get_database, get_runtime

@@ -153,6 +153,30 @@ def without_new_vectors(*, session: Session, collection_id: int, model_version: 
     return [row[0] for row in rows]
 
 
+def unfinished_tasks(*, session: Session, job_id: str) -> int:
+    return int(
+        session.scalar(
+            text("SELECT count(*) FROM ingest_tasks WHERE job_id = :j AND state <> 'done'"),
+            {"j": job_id},
+        )
+        or 0
+    )
+
+
+def count_items(*, session: Session, collection_id: int) -> int:
+    found = session.scalar(
+        text("SELECT count(*) FROM items WHERE collection_id = :c"), {"c": collection_id}
+    )
+    return int(found or 0)
+
+
+def external_ids(*, session: Session, ids: Sequence[int]) -> dict[int, str | None]:
+    rows = session.execute(
+        text("SELECT id, external_id FROM items WHERE id = ANY(:ids)"), {"ids": list(ids)}
+    ).all()
+    return {int(i): e for i, e in rows}
+
+
 def lock_collection(*, session: Session, collection_id: int) -> None:
     """Until the transaction ends, no ingest stores items in the collection (they take
     this row's lock in share mode before they write: services/ingest.py)."""

@@ -1,0 +1,132 @@
+"""Re-embedding against ingesting: the same photos, the same model, the same workers.
+
+Used by benchmarks/bench.py (`make bench`), which calls `measure` with its workers running
+(an ingest worker and a search worker of the served model) and a collection it just
+ingested. That collection goes to the other offline model (`lite-conse` from `lite`, or
+back) on a worker of that model, then back to the served model on the ingest worker that
+ingested it: that reindex is timed alone, to compare with the ingest's images per second.
+
+Then it goes to the other model once more while one producer searches it, one query
+after another: p50 before (idle) and while the reindex runs (the served model answers
+until the switch), and how many searches failed (the goal: none).
+Goals (issue 17): re-embedding keeps at least 0.9 of the ingest rate, and search p50
+during a reindex stays within 2× of idle.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmq.cli.spawn import running_workers
+from mmq.client import Client
+from mmq.errors import MmqError
+
+RATE_GOAL, P50_GOAL = 0.9, 2.0
+
+
+def measure(
+    client: Client,
+    *,
+    collection: str,
+    served_model: str,
+    ingest_images_per_s: float,
+    texts: list[str],
+    log_dir: Path,
+    roots: list[Path],
+) -> dict[str, Any]:
+    """Reindex `collection` (ingested at `ingest_images_per_s`) away and back; the figures."""
+    other = "lite-conse" if served_model != "lite-conse" else "lite"
+    env = {**os.environ, "MMQ_MODEL": other}
+    queues = (f"ingest.{other},search.{other}",)
+    with running_workers(client.app, queues=queues, log_dir=log_dir, env=env, roots=roots):
+        _wait_for_consumer(client, f"ingest.{other}")
+        away = _timed_reindex(client, collection, other)
+        # Timed alone, as the ingest was: back to the served model, by the worker that
+        # ingested the photos.
+        back = _timed_reindex(client, collection, served_model)
+        # Searches answered by the served model (its own search worker), before and while
+        # the other model's worker re-embeds the collection.
+        idle = _search_latencies(client, collection, texts, until=None)
+        during: dict[str, Any] = {}
+        stop = threading.Event()
+
+        def search_until_stopped() -> None:
+            during.update(_search_latencies(client, collection, texts, until=stop))
+
+        searcher = threading.Thread(target=search_until_stopped)
+        searcher.start()
+        try:
+            _timed_reindex(client, collection, other)
+        finally:
+            stop.set()
+            searcher.join()
+    p50_idle, p50_during = float(np.median(idle["ms"])), float(np.median(during["ms"]))
+    return {
+        "items": back["items"],
+        "ingest_images_per_s": ingest_images_per_s,
+        f"reindex_to_{other}_images_per_s": away["images_per_s"],
+        "reindex_images_per_s": back["images_per_s"],
+        "reindex_ratio_to_ingest": back["images_per_s"] / ingest_images_per_s,
+        "search_p50_idle_ms": p50_idle,
+        "search_p50_during_ms": p50_during,
+        "search_p50_ratio": p50_during / p50_idle,
+        "searches_during": len(during["ms"]),
+        "searches_failed_during": during["failed"],
+    }
+
+
+def _timed_reindex(client: Client, collection: str, model: str) -> dict[str, Any]:
+    t0 = time.monotonic()
+    result = client.reindex(collection, model=model).result(timeout=3600)
+    wall = time.monotonic() - t0
+    if not result.switched:
+        raise SystemExit(f"reindex to {model} did not switch: {result.failed[:3]}")
+    return {"items": result.items, "images_per_s": result.items / wall}
+
+
+def _search_latencies(
+    client: Client, collection: str, texts: list[str], *, until: threading.Event | None
+) -> dict[str, Any]:
+    """Milliseconds of each search, one after another: `texts` once, or round and round
+    until `until` is set."""
+    ms: list[float] = []
+    failed = 0
+    i = 0
+    while (until is None and i < len(texts)) or (until is not None and not until.is_set()):
+        t0 = time.perf_counter()
+        try:
+            client.search(collection=collection, text=texts[i % len(texts)], k=10).result(60)
+            ms.append(1e3 * (time.perf_counter() - t0))
+        except MmqError:
+            failed += 1
+        i += 1
+    return {"ms": ms, "failed": failed}
+
+
+def _wait_for_consumer(client: Client, queue: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not client.workers(queue):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no worker consumes {queue} after {timeout:.0f}s")
+        time.sleep(1)
+
+
+def print_table(row: dict[str, Any]) -> None:
+    rate, p50 = row["reindex_ratio_to_ingest"], row["search_p50_ratio"]
+    print(
+        f"reindex: {row['items']} items at {row['reindex_images_per_s']:.1f}/s against ingest's "
+        f"{row['ingest_images_per_s']:.1f}/s = {rate:.2f}x (goal >= {RATE_GOAL}: "
+        f"{'met' if rate >= RATE_GOAL else 'NOT met'})"
+    )
+    print(
+        f"search p50 during the reindex {row['search_p50_during_ms']:.1f} ms against idle "
+        f"{row['search_p50_idle_ms']:.1f} ms = {p50:.2f}x (goal <= {P50_GOAL}: "
+        f"{'met' if p50 <= P50_GOAL else 'NOT met'}); {row['searches_during']} searches, "
+        f"{row['searches_failed_during']} failed"
+    )
