@@ -77,8 +77,7 @@ def main() -> int:
         }
         sessions = make_sessionmaker(make_engine(urls.database_url))
         with sessions() as session:
-            ingested = latest_ingest_collection(session)
-            real = bench_search.real_vectors(session, ingested)
+            real = bench_search.real_vectors(session, latest_ingest_collection(session))
         query_vectors = encoder.encode_texts(texts)
         out["search"] = {}
         for size in (int(s) for s in args.sizes.split(",")):
@@ -93,13 +92,7 @@ def main() -> int:
             row["qps_8_producers"] = bench_search.qps(client, name, texts * 2)
             out["search"][str(size)] = row  # type: ignore[index]
         out["reindex"] = bench_reindex.measure(
-            client,
-            collection=ingested,
-            served_model=encoder.name,
-            ingest_images_per_s=batch.images_per_s,
-            texts=texts,
-            log_dir=logs,
-            roots=roots,
+            client, items=items, served_model=encoder.name, texts=texts, log_dir=logs, roots=roots
         )
     naive_env = {**os.environ, "MMQ_WORKER_POOL": "prefork"}
     with running_workers(client.app, queues=("ingest",), log_dir=logs, env=naive_env, roots=roots):

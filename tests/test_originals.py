@@ -152,6 +152,22 @@ def test_image_bytes_are_kept_once(client: Client, workers: Procs, settings: Set
 
 
 @slow
+def test_a_replaced_original_goes_unless_another_item_has_it(
+    client: Client, workers: Procs, settings: Settings
+) -> None:
+    media = settings.resolved_media_dir
+    first, second, shared = image_bytes(), image_bytes(), image_bytes()
+    name = fresh("orig-replaced")
+    ingest(client, [IngestItem(image_bytes=first, external_id="a")], name)
+    ingest(client, [IngestItem(image_bytes=shared, external_id=i) for i in ("b", "c")], name)
+    (a,) = ingest(client, [IngestItem(image_bytes=second, external_id="a")], name)
+    assert files_of(media, first) == [] and files_of(media, second) == [Path(a or "")]
+    # "c" still has the file "b" had.
+    ingest(client, [IngestItem(text="now a caption", external_id="b")], name)
+    assert len(files_of(media, shared)) == 1
+
+
+@slow
 def test_video_bytes_are_kept(client: Client, workers: Procs, settings: Settings) -> None:
     video = video_bytes(seconds=2.0, size=(96, 64))
     (uri,) = ingest(client, [IngestItem(video_bytes=video, external_id="v")], fresh("orig"))

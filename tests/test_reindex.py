@@ -18,12 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from mmq.broker import INGEST_TASK
 from mmq.cli.spawn import running_workers
 from mmq.cli.worker import with_model_queues
 from mmq.client import Client, ReindexJob
+from mmq.embedded import Urls
 from mmq.errors import BadRequest
+from mmq.jobs import reindex_jobs
+from mmq.jobs.reconcile import reconcile
 from mmq.schemas import IngestItem, SearchResult
 from tests.support.cli import mmq
+from tests.support.db import connect
 from tests.support.names import fresh
 from tests.support.procs import Procs
 
@@ -104,6 +109,9 @@ def test_lite_to_lite_conse_and_back(
     assert isinstance(client.job(job.id), ReindexJob)
     # No lite-conse worker yet: its tasks wait, and the old model answers every search.
     assert job.progress() == (0, 6)
+    (info,) = [c for c in client.collections() if c.name == name]
+    assert info.model == "lite" and info.reindex is not None
+    assert (info.reindex["model"], info.reindex["state"]) == ("lite-conse", "running")
     during = search(client, name)
     assert during.model_version == lite_version
     assert_same_ranking(ranked(during), ranked(before))
@@ -117,7 +125,7 @@ def test_lite_to_lite_conse_and_back(
         assert (result.switched, result.items, result.failed) == (True, 7, [])
         assert job.status().state == "done"
         (info,) = [c for c in client.collections() if c.name == name]
-        assert info.model == "lite-conse"
+        assert info.model == "lite-conse" and info.reindex is None
         # The lite worker takes the search from the queue and sends it on to lite-conse.
         after = search(client, name)
         assert after.model == "lite-conse" and after.model_version != lite_version
@@ -152,12 +160,15 @@ def test_a_gone_original_holds_the_switch_until_allowed(
 
     with start_conse_worker(client, state_dir):
         wait_for_consumer(client, "ingest.lite-conse")
-        first = client.reindex(name, model="lite-conse").result(timeout=TIMEOUT)
+        first_job = client.reindex(name, model="lite-conse")
+        first = first_job.result(timeout=TIMEOUT)
         assert (first.switched, first.items) == (False, 2)
         (failure,) = first.failed
         assert failure.external_id == "gone" and "original is gone" in failure.error
-        # Still the old model's: its searches go on.
+        # Still the old model's: its searches go on, and `mmq collections` says why.
         assert search(client, name).model == "lite"
+        shown = mmq("collections").stdout
+        assert f"reindex to lite-conse: waiting (job {first_job.id})" in shown
 
         # Again: only the item without a new vector is sent, and it is deleted at the switch.
         again = client.reindex(name, model="lite-conse", allow_missing=True)
@@ -173,3 +184,29 @@ def test_reindexing_to_the_model_in_use_is_refused(client: Client, workers: Proc
     client.ingest([IngestItem(text="a cat")], collection=name).result(timeout=TIMEOUT)
     with pytest.raises(BadRequest, match="already uses model lite"):
         client.reindex(name, model="lite")
+
+
+@pytest.mark.slow
+def test_the_reconciler_sends_a_lost_reindex_task_to_its_models_queue(
+    client: Client, workers: Procs, urls: Urls
+) -> None:
+    name = fresh("reidx-lost")
+    client.ingest([IngestItem(text="a cat")], collection=name).result(timeout=TIMEOUT)
+    with connect(urls.database_url) as conn:
+        # A producer wrote the reindex, and its messages never reached the broker.
+        with conn.transaction():
+            started = reindex_jobs.start(
+                conn, collection=name, model="lite-conse", allow_missing=False, chunk_size=16
+            )
+        sent: dict[str, str] = {}
+
+        def send(task_id: str, queue: str) -> None:
+            sent[task_id] = queue
+            if task_id not in started.tasks:  # another test's, really sent
+                client.app.send_task(
+                    INGEST_TASK, args=[{"task_id": task_id}], queue=queue, task_id=task_id
+                )
+
+        reconcile(conn, send, after_s=0)
+    assert [sent[t] for t in started.tasks] == ["ingest.lite-conse"]
+    client.delete(name, all=True).result(timeout=TIMEOUT)

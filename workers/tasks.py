@@ -32,6 +32,7 @@ from mmq.schemas import (
 from mmq.services.delete import delete as delete_items
 from mmq.services.ingest_tasks import register_raw_request
 from mmq.services.recommend import recommend as recommend_items
+from mmq.services.reindex_switch import Pending
 from mmq.services.reindex_switch import finish as finish_reindex
 from workers.app import app
 from workers.forward import forward_search
@@ -39,8 +40,9 @@ from workers.runtime import get_database, get_runtime
 
 M = TypeVar("M", bound=BaseModel)
 
-# How often the end of a reindex looks whether its chunks are done.
-REINDEX_POLL_S = 2.0
+# How long the end of a reindex waits before it looks again whether its chunks are done:
+# while the last ones run, and before.
+REINDEX_POLL_S = (0.2, 2.0)
 
 
 def _parse(model: type[M], payload: object) -> M:
@@ -127,8 +129,11 @@ def reindex_finish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         result = finish_reindex(
             encoder=rt.encoder, session=session, request=request, settings=rt.settings
         )
-    if result is None:
-        raise self.retry(countdown=REINDEX_POLL_S)
+    if isinstance(result, Pending):
+        # Often once the last tasks run (they run together: up to MMQ_INGEST_COALESCE at
+        # once), where each wait adds to the reindex's time; seldom before.
+        last = result.tasks_left <= max(1, rt.settings.ingest_coalesce)
+        raise self.retry(countdown=REINDEX_POLL_S[0] if last else REINDEX_POLL_S[1])
     return result.model_dump(mode="json")
 
 

@@ -67,7 +67,15 @@ def _collection_line(c: CollectionInfo) -> str:
         f"{c.name}  {c.model} (version {c.model_version})  fusion {c.fusion}  dim {c.dim}  "
         f"{items}  {_size(c.size_bytes)}  created {_time(c.created_at)}  "
         f"updated {_time(c.updated_at)}"
-    )
+    ) + _reindex_note(c)
+
+
+def _reindex_note(c: CollectionInfo) -> str:
+    if c.reindex is None:
+        return ""
+    r = c.reindex
+    note = f"  reindex to {r['model']}: {r['state']} (job {r['job_id']})"
+    return note + (f": {r['error']}" if r["error"] else "")
 
 
 def _print_item(item: ItemInfo) -> None:

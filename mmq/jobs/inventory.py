@@ -34,10 +34,12 @@ SELECT c.name, c.model, c.model_version, c.fusion, c.dim, c.created_at,
        coalesce(t.counts, '{}'::jsonb), t.updated_at,
        coalesce(t.bytes, 0) + coalesce(g.bytes, 0),
        coalesce(pg_relation_size(to_regclass('items_hnsw_c' || c.id)), 0)
-         + coalesce(pg_relation_size(to_regclass('segments_hnsw_c' || c.id)), 0)
+         + coalesce(pg_relation_size(to_regclass('segments_hnsw_c' || c.id)), 0),
+       r.model, r.state, r.job_id, r.error
 FROM chosen c
 LEFT JOIN item_totals t ON t.collection_id = c.id
 LEFT JOIN segment_totals g ON g.collection_id = c.id
+LEFT JOIN reindexes r ON r.collection_id = c.id AND r.state <> 'switched'
 ORDER BY c.name
 """
 
@@ -60,6 +62,9 @@ class CollectionInfo:
     updated_at: datetime | None
     rows_bytes: int
     index_bytes: int
+    # A reindex not switched yet (mmq reindex): its model, state (running, or waiting for a
+    # decision on items that failed), job id and error; None when there is none.
+    reindex: dict[str, str | None] | None = None
 
     @property
     def items(self) -> int:
@@ -109,21 +114,33 @@ def collections(conn: Connection, names: Sequence[str] | None = None) -> list[Co
     """Every collection (or those among `names` that exist), by name. Reads every row of
     them: seconds for millions of items."""
     rows = conn.execute(_COLLECTIONS_SQL, {"names": None if names is None else list(names)})
-    return [
-        CollectionInfo(
-            name,
-            model,
-            version,
-            fusion,
-            dim,
-            dict(counts),
-            created,
-            updated,
-            int(rows_b),
-            int(index_b),
-        )  # fmt: skip
-        for name, model, version, fusion, dim, created, counts, updated, rows_b, index_b in rows
-    ]
+    found = []
+    for name, model, version, fusion, dim, created, counts, updated, *sizes, r1, r2, r3, r4 in rows:
+        rows_b, index_b = (int(size) for size in sizes)
+        found.append(
+            CollectionInfo(
+                name,
+                model,
+                version,
+                fusion,
+                dim,
+                dict(counts),
+                created,
+                updated,
+                rows_b,
+                index_b,
+                _reindex(r1, r2, r3, r4),
+            )  # fmt: skip
+        )
+    return found
+
+
+def _reindex(
+    model: str | None, state: str | None, job_id: str | None, error: str | None
+) -> dict[str, str | None] | None:
+    if model is None:
+        return None
+    return {"model": model, "state": state, "job_id": job_id, "error": error}
 
 
 def item(

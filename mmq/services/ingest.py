@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.errors import InvalidInput, MmqError, NotFound, Unavailable
+from mmq.media.store import MediaStore
 from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIngestRequest
+from mmq.services.delete import release_media
 from mmq.services.encode_items import DecodedItem, Interrupts, encode_items, failed
 from mmq.services.originals import keep
 from mmq.services.vectors import Space, collection_space, item_vector, space
@@ -73,6 +75,10 @@ def ingest(
     # row, locked in share mode until the commit, cannot switch now (services/reindex.py).
     session.refresh(collection, with_for_update={"read": True})
     repository.require_model(collection, model=encoder.name, model_version=target.version)
+    # What the items replaced pointed at: a kept original no item references any more goes.
+    old_uris = repository.uris_of(
+        session=session, collection=collection, keys=[row.key for _, _, row in rows]
+    )
     ids = repository.upsert_items(
         session=session, collection=collection, rows=[row for _, _, row in rows]
     )
@@ -106,6 +112,8 @@ def ingest(
     if record is not None:
         record(session, ended)
     session.commit()
+    if old_uris:
+        release_media(session=session, media=MediaStore(settings.resolved_media_dir), uris=old_uris)
     return IngestResult(collection=collection.name, items=ended)
 
 

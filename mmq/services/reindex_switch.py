@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,14 @@ from mmq.store.tables import Collection
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class Pending:
+    """The job's tasks are not all done: `tasks_left` of them."""
+
+    tasks_left: int
+
+
 # Rounds of re-embedding what was ingested while the job ran, before the switch gives up
 # on a collection that keeps changing (the next run goes on from there).
 CATCH_UP_ROUNDS = 5
@@ -40,12 +49,13 @@ def finish(
     request: ReindexFinish,
     settings: Settings,
     interrupts: Interrupts = (),
-) -> ReindexResult | None:
-    """Switch the collection to the new model once every item has its new vector; None
+) -> ReindexResult | Pending:
+    """Switch the collection to the new model once every item has its new vector; Pending
     while tasks of the job are still running (the caller asks again later)."""
-    if store.unfinished_tasks(session=session, job_id=request.job_id):
+    left = store.unfinished_tasks(session=session, job_id=request.job_id)
+    if left:
         session.rollback()
-        return None
+        return Pending(left)
     done = _switched_already(session, request)
     if done is not None:  # this message again, after the switch (its worker died before the ack)
         return done

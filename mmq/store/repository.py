@@ -164,6 +164,20 @@ def check_dim(collection: Collection, vector: np.ndarray) -> None:
         )
 
 
+def uris_of(*, session: Session, collection: Collection, keys: Sequence[str]) -> list[str]:
+    """The uris of the collection's items with these keys (those an upsert replaces)."""
+    if not keys:
+        return []
+    rows = session.execute(
+        text(
+            "SELECT uri FROM items WHERE collection_id = :c AND key = ANY(:keys) "
+            "AND uri IS NOT NULL"
+        ),
+        {"c": collection.id, "keys": list(keys)},
+    )
+    return [uri for (uri,) in rows]
+
+
 def upsert_items(
     *, session: Session, collection: Collection, rows: Sequence[ItemRow]
 ) -> UpsertedIds:
