@@ -32,11 +32,12 @@ from mmq.broker import (
     consumers,
     make_celery,
     model_queue,
+    queue_consumers,
 )
 from mmq.config import Settings, get_settings
 from mmq.embedded import Urls, resolve_urls
 from mmq.errors import BadRequest, JobTimeout, MmqError, NotFound, Unavailable, describe
-from mmq.jobs import events, inventory, records, reindex_jobs, sent_jobs
+from mmq.jobs import events, inventory, overview, records, reindex_jobs, sent_jobs
 from mmq.jobs.sent_jobs import SentJob
 from mmq.schemas import (
     ALL_KINDS,
@@ -271,7 +272,12 @@ def _redis_reached(then: str = "") -> Iterator[None]:
     cannot be reached, as one Unavailable (`then`: what became of the work meanwhile)."""
     try:
         yield
-    except (KombuOperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+    except (KombuOperationalError, redis.RedisError) as exc:
+        if "maxmemory" in str(exc):  # a Redis at its maxmemory, with noeviction as it must
+            full = "the broker is out of memory (its maxmemory) and refused the message"
+            raise Unavailable(full + (f"; {then}" if then else "")) from exc
+        if not isinstance(exc, KombuOperationalError | redis.ConnectionError | redis.TimeoutError):
+            raise
         raise Unavailable(_unreachable(exc, then)) from exc
     except RuntimeError as exc:  # Celery's result backend, once its reconnects ran out
         if "reconnect" not in str(exc):
@@ -304,6 +310,7 @@ class Client:
         self.urls = urls or resolve_urls(self.settings)
         self.app = make_celery(self.urls, self.settings)
         self.tables = _JobTables(self.urls.database_url)
+        self._broker: redis.Redis | None = None  # for queue depths
 
     def ingest(
         self,
@@ -333,6 +340,7 @@ class Client:
             ]
         except ValidationError as exc:
             raise BadRequest(f"invalid ingest: {describe_errors(exc)}") from None
+        self._wait_for_room(INGEST_QUEUE)
         tasks = [
             records.NewTask(
                 id=str(uuid.uuid4()),
@@ -479,6 +487,29 @@ class Client:
         job_id = self._send_recorded("recommend", collection, RECOMMEND_TASK, request, SEARCH_QUEUE)
         return RecommendJob(job_id, self.app)
 
+    def _wait_for_room(self, queue: str) -> None:
+        """Back-pressure: wait while `queue` holds over MMQ_MAX_QUEUED_TASKS messages, up
+        to MMQ_QUEUE_FULL_WAIT_S, then refuse: nothing is recorded or sent."""
+        limit = self.settings.max_queued_tasks
+        if not limit:
+            return
+        deadline = time.monotonic() + self.settings.queue_full_wait_s
+        with _redis_reached():
+            while (depth := self._queue_depth(queue)) > limit:
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"the {queue!r} queue holds {depth} tasks, over MMQ_MAX_QUEUED_TASKS="
+                        f"{limit}, and has for {self.settings.queue_full_wait_s:.0f}s: nothing "
+                        "was sent; try again later, or add workers"
+                    )
+                time.sleep(0.5)
+
+    def _queue_depth(self, queue: str) -> int:
+        # A client of its own, kept: one round trip on a pooled connection per call.
+        if self._broker is None:
+            self._broker = redis.Redis.from_url(self.urls.broker_url)
+        return int(self._broker.llen(queue))
+
     def _send_recorded(
         self, kind: str, collection: str, task: str, request: BaseModel, queue: str
     ) -> str:
@@ -543,6 +574,7 @@ class Client:
         original is gone hold the switch (the result lists them) unless `allow_missing`,
         which deletes them at the switch. Called again, it goes on where it stopped."""
         size = chunk_size or self.settings.ingest_chunk_size
+        self._wait_for_room(model_queue(INGEST_QUEUE, model))
         with self.tables.conn() as conn, conn.transaction():
             started = reindex_jobs.start(
                 conn,
@@ -612,6 +644,19 @@ class Client:
             taken = AsyncResult(job_id, app=self.app).state != celery_states.PENDING
         return SearchJob(job_id, self.app) if taken else UnknownJob(job_id)
 
+    def overview(self, *, timeout: float = 1.0) -> overview.Overview:
+        """Each queue's depth and the workers consuming it (those that answer within
+        `timeout`), ingest jobs by state, and how long the oldest unfinished one has
+        waited: what an operator looks at first."""
+        with _redis_reached():
+            found = queue_consumers(self.app, timeout=timeout)
+            names = sorted({INGEST_QUEUE, SEARCH_QUEUE, *found})
+            queues = {q: overview.QueueState(self._queue_depth(q), found.get(q, [])) for q in names}
+        with self.tables.conn() as conn:
+            jobs = overview.jobs_by_state(conn)
+            oldest = overview.oldest_unfinished_s(conn)
+        return overview.Overview(queues, jobs, oldest)
+
     def require_schema(self) -> None:
         """Unavailable, naming `mmq db upgrade`, when the database has no mmq schema. (Ingest
         and status find out on their own; a search never reads the database here, and no
@@ -633,6 +678,8 @@ class Client:
             )
 
     def close(self) -> None:
+        if self._broker is not None:
+            self._broker.close()
         self.tables.close()
         self.app.close()
 

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
 
     # Work shaping.
     ingest_chunk_size: int = Field(default=16, gt=0, le=1024)
+    # Back-pressure: `Client.ingest` (and reindex) waits up to `queue_full_wait_s` while the
+    # ingest queue holds over `max_queued_tasks` messages, then refuses (Unavailable): a
+    # producer faster than the workers does not fill the broker's memory. 0: no limit.
+    max_queued_tasks: int = Field(default=100_000, ge=0)
+    queue_full_wait_s: float = Field(default=30.0, ge=0)
     # Items per model forward pass, and how long the model thread waits for more images
     # (threads pool; texts never wait). Unset: 2 on a CPU, 64 on a GPU (default_batch_size).
     encode_batch_size: int | None = Field(default=None, gt=0)

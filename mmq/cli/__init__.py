@@ -81,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "status",
         help="state of a job, as JSON; an unknown id (never sent, pruned, expired) prints "
-        'state "unknown" and exits 4, as for anything not found',
+        'state "unknown" and exits 4, as for anything not found. Without an id: queue '
+        "depths, live workers, ingest jobs by state, the oldest unfinished job",
     )
-    p.add_argument("job_id")
+    p.add_argument("job_id", nargs="?")
+    p.add_argument("--json", action="store_true", help="without an id: the overview as JSON")
 
     from mmq.cli.jobs import add_jobs_arguments
 

@@ -13,6 +13,7 @@ from mmq.broker import INGEST_QUEUE, SEARCH_QUEUE
 from mmq.client import Client, IngestJob, ReindexJob
 from mmq.config import get_settings
 from mmq.errors import BadRequest, JobTimeout, NotFound, Unavailable
+from mmq.jobs.overview import Overview
 from mmq.schemas import ALL_KINDS, ItemKind, hit_json, item_json
 
 # Most jobs have visibly started by then; only one that has not pays for asking the workers.
@@ -233,7 +234,10 @@ def _json_object(flag: str, raw: str | None) -> dict[str, Any] | None:
 
 def status(args: argparse.Namespace) -> int:
     """The job's JobStatus as JSON. An id that is no job (never sent, pruned, or expired)
-    prints state "unknown" too, then exits as a NotFound does (4), saying so on stderr."""
+    prints state "unknown" too, then exits as a NotFound does (4), saying so on stderr.
+    Without an id: the queues, their workers and the ingest jobs (`Client.overview`)."""
+    if args.job_id is None:
+        return _overview(Client().overview(), as_json=args.json)
     job = Client().job(args.job_id)
     status = job.status()
     print(status.model_dump_json())
@@ -244,4 +248,18 @@ def status(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return NotFound.exit_code
+    return 0
+
+
+def _overview(found: Overview, *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(found.as_json()))
+        return 0
+    for name, queue in found.queues.items():
+        workers = ", ".join(queue.workers) if queue.workers else "no worker"
+        print(f"queue {name}: {queue.depth} waiting; {workers}")
+    jobs = ", ".join(f"{n} {state}" for state, n in found.jobs.items())
+    print(f"ingest jobs: {jobs}")
+    if found.oldest_unfinished_s is not None:
+        print(f"oldest unfinished ingest job: created {found.oldest_unfinished_s:.0f}s ago")
     return 0
