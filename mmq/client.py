@@ -65,6 +65,9 @@ from mmq.schemas import (
 # An example of a search by examples: an external id, an item id, or an Example (as a dict).
 ExampleLike = Example | Mapping[str, Any] | str | int
 
+# A search waited for this long without an answer is checked for loss (SearchJob.wait).
+LOST_CHECK_S = 2.0
+
 # Anything past "received" means a worker has taken the task.
 _TAKEN = {celery_states.STARTED, celery_states.RETRY, *celery_states.READY_STATES}
 
@@ -128,10 +131,13 @@ class IngestJob:
 
 @dataclass
 class SearchJob:
-    """A search: its result (or its error) comes back through the result backend."""
+    """A search: its result (or its error) comes back through the result backend.
+    `recorded`: the Client recorded it there when it sent it (mmq/jobs/sent_jobs.py), so
+    a record that is gone means it was lost."""
 
     id: str
     app: Celery
+    recorded: bool = False
 
     def status(self) -> JobStatus:
         """queued / running / done / failed; a failed search has its error and error kind."""
@@ -164,9 +170,18 @@ class SearchJob:
         """The task's result as JSON (`result` reads it as a SearchResult); `what` names
         the job in a JobTimeout."""
         r = AsyncResult(self.id, app=self.app)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        recorded: bool | None = self.recorded or None  # None: not known yet whether recorded
         try:
             with _redis_reached():
-                return r.get(timeout=timeout)
+                while True:
+                    left = LOST_CHECK_S if deadline is None else deadline - time.monotonic()
+                    try:
+                        return r.get(timeout=max(0.0, min(LOST_CHECK_S, left)))
+                    except CeleryTimeout:
+                        if left <= LOST_CHECK_S:
+                            raise
+                    recorded = self._check_not_lost(r, recorded, what)
         except CeleryTimeout:
             # Stop listening for it now: left pending, Celery unsubscribes at interpreter
             # exit, and retries for 20 s if the embedded servers are gone by then.
@@ -177,6 +192,19 @@ class SearchJob:
                 raise _as_mmq_error(exc) from None
             raise
 
+    def _check_not_lost(self, r: AsyncResult, recorded: bool | None, what: str) -> bool:
+        """Whether the job's record is there; Unavailable if it was and is gone with no
+        result: the broker's data was lost (wiped, a failover to an empty replica), and
+        the message with it, so waiting longer would only run into the timeout."""
+        now = sent_jobs.recall(self.app.backend.client, self.id) is not None
+        if recorded and not now and r.state == celery_states.PENDING:
+            r.backend.remove_pending_result(r)  # as on a timeout: stop listening for it
+            raise Unavailable(
+                f"{what} {self.id} was lost with the broker's data (its record and its message "
+                "are gone): send it again"
+            )
+        return now if recorded is None else recorded
+
 
 @dataclass
 class RecommendJob:
@@ -185,13 +213,16 @@ class RecommendJob:
 
     id: str
     app: Celery
+    recorded: bool = False
 
     def status(self) -> JobStatus:
-        return SearchJob(self.id, self.app).status()
+        return SearchJob(self.id, self.app, self.recorded).status()
 
     def result(self, timeout: float | None = None) -> RecommendResult:
         """Wait for the hits; errors and JobTimeout as for a search."""
-        return RecommendResult.model_validate(SearchJob(self.id, self.app).wait(timeout))
+        return RecommendResult.model_validate(
+            SearchJob(self.id, self.app, self.recorded).wait(timeout)
+        )
 
 
 @dataclass
@@ -201,14 +232,15 @@ class DeleteJob:
 
     id: str
     app: Celery
+    recorded: bool = False
 
     def status(self) -> JobStatus:
-        return SearchJob(self.id, self.app).status()
+        return SearchJob(self.id, self.app, self.recorded).status()
 
     def result(self, timeout: float | None = None) -> DeleteResult:
         """Wait for the count deleted and the ids missing. An unknown collection raises
         NotFound; past `timeout`, JobTimeout (the delete may still run)."""
-        job = SearchJob(self.id, self.app)
+        job = SearchJob(self.id, self.app, self.recorded)
         return DeleteResult.model_validate(job.wait(timeout, what="delete"))
 
 
@@ -417,7 +449,7 @@ class Client:
         except ValidationError as exc:
             raise BadRequest(f"invalid search: {describe_errors(exc)}") from None
         job_id = self._send_recorded("search", collection, SEARCH_TASK, request, SEARCH_QUEUE)
-        return SearchJob(job_id, self.app)
+        return SearchJob(job_id, self.app, recorded=True)
 
     def record(
         self,
@@ -485,7 +517,7 @@ class Client:
         except ValidationError as exc:
             raise BadRequest(f"invalid recommend: {describe_errors(exc)}") from None
         job_id = self._send_recorded("recommend", collection, RECOMMEND_TASK, request, SEARCH_QUEUE)
-        return RecommendJob(job_id, self.app)
+        return RecommendJob(job_id, self.app, recorded=True)
 
     def _wait_for_room(self, queue: str) -> None:
         """Back-pressure: wait while `queue` holds over MMQ_MAX_QUEUED_TASKS messages, up
@@ -557,7 +589,7 @@ class Client:
         except ValidationError as exc:
             raise BadRequest(f"invalid delete: {describe_errors(exc)}") from None
         job_id = self._send_recorded("delete", collection, DELETE_TASK, request, INGEST_QUEUE)
-        return DeleteJob(job_id, self.app)
+        return DeleteJob(job_id, self.app, recorded=True)
 
     def reindex(
         self,
@@ -636,7 +668,7 @@ class Client:
                 return IngestJob(job_id, self.tables)
         found = self.sent_job(job_id)
         if found is not None:
-            return _BACKEND_JOBS.get(found.kind, SearchJob)(job_id, self.app)
+            return _BACKEND_JOBS.get(found.kind, SearchJob)(job_id, self.app, recorded=True)
         # A search another producer sent straight on the wire (docs/wire-format.md) has no
         # record; Celery knows it once a worker took it (PENDING is its word for "never
         # heard of it" as well as for "queued").
