@@ -57,7 +57,7 @@ bench: install
 
 # Kills pool processes, the main worker process and the broker during a 500-item ingest.
 chaos: install
-	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.chaos -n 500
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.chaos
 
 bench-video: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.video_ingest

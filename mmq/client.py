@@ -84,7 +84,7 @@ class _JobTables:
     def conn(self) -> Iterator[psycopg.Connection]:
         with self._lock:
             try:
-                if self._conn is None or self._conn.closed:
+                if self._conn is None or self._conn.closed or self._conn.broken:
                     self._conn = psycopg.connect(self.url, autocommit=True)
                 yield self._conn
             except psycopg.errors.UndefinedTable:

@@ -170,6 +170,9 @@ class IngestTaskMessage(_Wire):
     """What an ingest message carries: the id of a task whose request is in PostgreSQL."""
 
     task_id: str = Field(min_length=1, max_length=64)
+    # Sent again by its worker because PostgreSQL went away during the attempt: that
+    # attempt does not count (services/ingest_tasks.py).
+    outage: bool = False
 
 
 class ItemResult(_Wire):

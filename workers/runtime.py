@@ -17,7 +17,7 @@ from mmq.encoders import Encoder, get_encoder
 from mmq.encoders.base import cpu_count, default_batch_size, resolve_device
 from mmq.encoders.batching import BatchingEncoder
 from mmq.services.ingest_tasks import RUN_ALONE, IngestTasks, TaskOutcome
-from mmq.store.db import make_engine, make_sessionmaker
+from mmq.store.db import DATABASE_DOWN, make_engine, make_sessionmaker
 from mmq.store.migrate import require_schema
 from workers.coalesce import Coalescer
 
@@ -122,7 +122,7 @@ def _load(settings: Settings) -> Runtime:
     engine = make_engine(resolve_urls(settings).database_url, pool_size=2 * settings.worker_threads)
     sessions = make_sessionmaker(engine)
     ingest_tasks = IngestTasks(
-        encoder, engine, sessions, settings, interrupts=(SoftTimeLimitExceeded,)
+        encoder, engine, sessions, settings, interrupts=(SoftTimeLimitExceeded, *DATABASE_DOWN)
     )
     together = None
     if threads_pool and settings.ingest_coalesce > 1:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from celery import Task
@@ -18,7 +21,7 @@ from mmq.broker import (
     REINDEX_FINISH_TASK,
     SEARCH_TASK,
 )
-from mmq.errors import BadRequest, WrongModel
+from mmq.errors import BadRequest, Unavailable, WrongModel
 from mmq.media.store import MediaStore
 from mmq.schemas import (
     DeleteRequest,
@@ -34,11 +37,13 @@ from mmq.services.ingest_tasks import register_raw_request
 from mmq.services.recommend import recommend as recommend_items
 from mmq.services.reindex_switch import Pending
 from mmq.services.reindex_switch import finish as finish_reindex
+from mmq.store.db import DATABASE_DOWN
 from workers.app import app
 from workers.forward import forward_search
 from workers.runtime import get_database, get_runtime
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 # How long the end of a reindex waits before it looks again whether its chunks are done:
 # while the last ones run, and before.
@@ -60,21 +65,30 @@ def _parse(model: type[M], payload: object) -> M:
 @app.task(name=INGEST_TASK, bind=True, max_retries=None)
 def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
-    rt.check_schema()
-    if "task_id" in payload:
-        task_id = _parse(IngestTaskMessage, payload).task_id
-    else:
-        # A whole request, from a producer that wrote no job (not mmq.Client).
-        task_id = str(self.request.id)
-        request = _parse(RawIngestRequest, payload)
-        with rt.sessions() as session:
-            register_raw_request(session, task_id=task_id, request=request)
-            session.commit()
+    task_id = str(self.request.id)
     try:
+        rt.check_schema()
+        if "task_id" in payload:
+            message = _parse(IngestTaskMessage, payload)
+            task_id = message.task_id
+            if message.outage:
+                rt.ingest_tasks.forgive_outage(task_id)
+        else:
+            # A whole request, from a producer that wrote no job (not mmq.Client).
+            request = _parse(RawIngestRequest, payload)
+            with rt.sessions() as session:
+                register_raw_request(session, task_id=task_id, request=request)
+                session.commit()
         outcome = rt.run_ingest(task_id)
     except SoftTimeLimitExceeded as exc:
         # Its pending items are tried again one at a time, each counting an attempt.
         raise self.retry(exc=exc, countdown=1) from exc
+    except DATABASE_DOWN as exc:
+        # PostgreSQL went away: its items stay pending, nothing was half-written (every
+        # write commits with its items). Tried again, later each time, not counted.
+        log.warning("ingest task %s: PostgreSQL is not answering; trying again", task_id)
+        again = {"task_id": task_id, "outage": True}
+        raise self.retry(exc=exc, args=[again], countdown=backoff_s(self.request.retries)) from exc
     if outcome.result is None:
         raise Ignore()  # a copy of a task another worker is running: its result stands
     return outcome.result.model_dump(mode="json")
@@ -83,9 +97,10 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 @app.task(name=SEARCH_TASK, bind=True)
 def search(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
-    rt.check_schema()
     request = _parse(SearchRequest, payload)
-    with rt.sessions() as session:
+    with database_answers():
+        rt.check_schema()
+    with database_answers(), rt.sessions() as session:
         one_snapshot(session)
         try:
             result = services.search(
@@ -99,9 +114,10 @@ def search(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 @app.task(name=RECOMMEND_TASK)
 def recommend(payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
-    rt.check_schema()
     request = _parse(RecommendRequest, payload)
-    with rt.sessions() as session:
+    with database_answers():
+        rt.check_schema()
+    with database_answers(), rt.sessions() as session:
         one_snapshot(session)
         result = recommend_items(session=session, request=request, settings=rt.settings)
     return result.model_dump(mode="json")
@@ -109,9 +125,10 @@ def recommend(payload: dict[str, Any]) -> dict[str, Any]:
 
 @app.task(name=DELETE_TASK)
 def delete(payload: dict[str, Any]) -> dict[str, Any]:
-    db = get_database()  # no model: deleting encodes nothing
     request = _parse(DeleteRequest, payload)
-    with db.sessions() as session:
+    with database_answers():
+        db = get_database()  # no model: deleting encodes nothing
+    with database_answers(), db.sessions() as session:
         result = delete_items(
             session=session, request=request, media=MediaStore(db.settings.resolved_media_dir)
         )
@@ -123,18 +140,37 @@ def delete(payload: dict[str, Any]) -> dict[str, Any]:
 @app.task(name=REINDEX_FINISH_TASK, bind=True, max_retries=None)
 def reindex_finish(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
-    rt.check_schema()
     request = _parse(ReindexFinish, payload)
-    with rt.sessions() as session:
-        result = finish_reindex(
-            encoder=rt.encoder, session=session, request=request, settings=rt.settings
-        )
+    try:
+        rt.check_schema()
+        with rt.sessions() as session:
+            result = finish_reindex(
+                encoder=rt.encoder, session=session, request=request, settings=rt.settings
+            )
+    except DATABASE_DOWN as exc:
+        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
     if isinstance(result, Pending):
         # Often once the last tasks run (they run together: up to MMQ_INGEST_COALESCE at
         # once), where each wait adds to the reindex's time; seldom before.
         last = result.tasks_left <= max(1, rt.settings.ingest_coalesce)
         raise self.retry(countdown=REINDEX_POLL_S[0] if last else REINDEX_POLL_S[1])
     return result.model_dump(mode="json")
+
+
+def backoff_s(retries: int) -> float:
+    """Seconds before trying again a task PostgreSQL's absence ended: doubling, at most 30."""
+    return min(30.0, 0.5 * 2 ** min(retries, 6))
+
+
+@contextmanager
+def database_answers() -> Iterator[None]:
+    """A search's (or a delete's) producer waits for its answer: PostgreSQL not answering
+    is said plainly, as one of mmq's errors, and the next task reconnects by itself."""
+    try:
+        yield
+    except DATABASE_DOWN as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unavailable(f"PostgreSQL is not answering: {reason}") from None
 
 
 def one_snapshot(session: Session) -> None:

@@ -99,6 +99,17 @@ def claim_task(conn: Connection, task_id: str) -> Claim | None:
     return Claim(request, first_index, attempts, state == "done", [p[0] for p in pending])
 
 
+def forgive_attempt(conn: Connection, task_id: str) -> None:
+    """Take back the task's last attempt: PostgreSQL went away during it, which says
+    nothing of its items. Its first attempt taken back, the next one is a first again."""
+    conn.execute(
+        "UPDATE ingest_tasks SET attempts = greatest(attempts - 1, 0),"
+        " state = CASE WHEN state = 'done' THEN 'done' ELSE 'queued' END"
+        " WHERE id = %s AND state <> 'done'",
+        (task_id,),
+    )
+
+
 def claim_fresh(conn: Connection, task_ids: Sequence[str]) -> dict[str, Claim]:
     """`claim_task` for those of the tasks never attempted, in two statements (the caller
     commits). Tasks already attempted or done need `claim_task`'s bookkeeping, and tasks

@@ -82,6 +82,14 @@ class IngestTasks:
             with self.sessions() as session:
                 return TaskOutcome("done", self._alone(session, task_id))
 
+    def forgive_outage(self, task_id: str) -> None:
+        """The task's last attempt ended because PostgreSQL went away: it does not count
+        toward its items' quarantine (`claims.forgive_attempt`)."""
+        with claims.locked_tasks(self.engine, [task_id]) as locked, self.sessions() as session:
+            if locked:  # else another worker runs it now: its attempt counts
+                claims.forgive_attempt(session_conn(session), task_id)
+                session.commit()
+
     def run_together(self, task_ids: Sequence[str]) -> dict[str, TaskOutcome]:
         """Each task's outcome. The locks are freed before this returns, so a task left to
         run alone can be locked again by whoever runs it."""

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import psycopg
 from sqlalchemy import Engine, create_engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmq.errors import BadRequest
+
+# What PostgreSQL going away (or a connection to it breaking) raises, through the ORM or
+# through psycopg directly (the job records): the work waits for it to answer again.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 def sqlalchemy_url(url: str) -> str:
