@@ -101,3 +101,25 @@ def test_a_message_naming_no_task_fails_clearly(client: Client, workers: Procs) 
     with pytest.raises(NotFound, match="no ingest task nope in the database"):
         sent.get(timeout=60)
     assert all_alive(workers)
+
+
+def test_an_attempt_postgresql_ended_is_taken_back(urls: Urls) -> None:
+    # A worker that lost PostgreSQL mid-attempt sends the task again saying so; the
+    # attempt it takes back leaves the next one a first attempt (the whole chunk at once,
+    # no item counted), so outages never add up to a quarantine.
+    job_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
+    request = IngestRequest(collection=fresh("outage"), items=[IngestItem(text="a caption")])
+    task = records.NewTask(task_id, request.model_dump(mode="json"), [("a caption", None)])
+    with connect(urls.database_url) as conn:
+        with conn.transaction():
+            records.create_job(conn, job_id=job_id, collection=request.collection, tasks=[task])
+        for _ in range(3):  # three outages in a row
+            with conn.transaction():
+                claim = claims.claim_task(conn, task_id)
+                assert claim is not None and claim.attempts == 1
+            with conn.transaction():
+                claims.forgive_attempt(conn, task_id)
+        state = conn.execute("SELECT state, attempts FROM ingest_tasks WHERE id = %s", (task_id,))
+        assert state.fetchone() == ("queued", 0)
+        with conn.transaction():
+            claims.finish_tasks(conn, [task_id])  # not left for the reconciler to send
