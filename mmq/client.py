@@ -526,21 +526,25 @@ class Client:
         if not limit:
             return
         deadline = time.monotonic() + self.settings.queue_full_wait_s
-        with _redis_reached():
-            while (depth := self._queue_depth(queue)) > limit:
-                if time.monotonic() >= deadline:
-                    raise Unavailable(
-                        f"the {queue!r} queue holds {depth} tasks, over MMQ_MAX_QUEUED_TASKS="
-                        f"{limit}, and has for {self.settings.queue_full_wait_s:.0f}s: nothing "
-                        "was sent; try again later, or add workers"
-                    )
-                time.sleep(0.5)
+        while (depth := self._queue_depth(queue)) > limit:
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    f"the {queue!r} queue holds {depth} tasks, over MMQ_MAX_QUEUED_TASKS="
+                    f"{limit}, and has for {self.settings.queue_full_wait_s:.0f}s: nothing "
+                    "was sent; try again later, or add workers"
+                )
+            time.sleep(0.5)
 
     def _queue_depth(self, queue: str) -> int:
+        """Messages waiting in `queue`; 0 when the broker cannot be reached: then there is
+        no flood to hold back, and a job is recorded and sent once the broker is back."""
         # A client of its own, kept: one round trip on a pooled connection per call.
         if self._broker is None:
             self._broker = redis.Redis.from_url(self.urls.broker_url)
-        return int(self._broker.llen(queue))
+        try:
+            return int(self._broker.llen(queue))
+        except (redis.ConnectionError, redis.TimeoutError):
+            return 0
 
     def _send_recorded(
         self, kind: str, collection: str, task: str, request: BaseModel, queue: str
