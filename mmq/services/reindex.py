@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mmq.config import Settings
 from mmq.encoders import Encoder
-from mmq.errors import Conflict, InvalidInput, MmqError, describe
+from mmq.errors import Conflict, InvalidInput, MmqError, NotFound, describe
 from mmq.schemas import (
     IngestItem,
     ItemResult,
@@ -92,10 +92,11 @@ def embed(
     order: list[store.StoredItem] = []
     for item_id in ids:
         if item_id not in stored:
-            failures[item_id] = "NotFound: deleted from the collection before it was re-embedded"
+            gone = NotFound("deleted from the collection before it was re-embedded")
+            failures[item_id] = describe(gone)
             continue
         try:
-            items.append(_source(stored[item_id], settings))
+            items.append(_source(stored[item_id]))
             order.append(stored[item_id])
         except InvalidInput as exc:
             failures[item_id] = describe(exc)
@@ -181,7 +182,7 @@ def target_of(
     return collection, space(encoder, collection.fusion)  # type: ignore[arg-type]
 
 
-def _source(item: store.StoredItem, settings: Settings) -> IngestItem:
+def _source(item: store.StoredItem) -> IngestItem:
     """The item as an ingest item whose content is read from its original."""
     if item.kind == "text":
         return IngestItem(text=item.text)
