@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_ingest import through_queue
-from mmq.cli.spawn import running_workers
+from mmq.cli.spawn import running_workers, wait_for_consumer
 from mmq.client import Client
 from mmq.config import get_settings
 from mmq.errors import MmqError
@@ -52,7 +52,7 @@ def measure(
     ingest_rates, back_rates, away_rates = [], [], []
     chunk = get_settings().ingest_chunk_size
     with running_workers(client.app, queues=queues, log_dir=log_dir, env=env, roots=roots):
-        _wait_for_consumer(client, f"ingest.{other}")
+        wait_for_consumer(client.app, f"ingest.{other}", timeout=300)
         for _ in range(rounds):
             before = {c.name for c in client.collections()}
             ingest_rates.append(through_queue(client, items, chunk_size=chunk).images_per_s)
@@ -121,14 +121,6 @@ def _search_latencies(
             failed += 1
         i += 1
     return {"ms": ms, "failed": failed}
-
-
-def _wait_for_consumer(client: Client, queue: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not client.workers(queue):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"no worker consumes {queue} after {timeout:.0f}s")
-        time.sleep(1)
 
 
 def print_table(row: dict[str, Any]) -> None:

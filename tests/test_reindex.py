@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from mmq.broker import INGEST_TASK
-from mmq.cli.spawn import running_workers
+from mmq.cli.spawn import running_workers, wait_for_consumer
 from mmq.cli.worker import with_model_queues
 from mmq.client import Client, ReindexJob
 from mmq.embedded import Urls
@@ -59,13 +58,6 @@ def start_conse_worker(
         env=env,
         timeout=TIMEOUT,
     )
-
-
-def wait_for_consumer(client: Client, queue: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not client.workers(queue):
-        assert time.monotonic() < deadline, f"no worker consumes {queue}"
-        time.sleep(1)
 
 
 def search(client: Client, name: str, text: str = "a tabby cat") -> SearchResult:
@@ -120,7 +112,7 @@ def test_lite_to_lite_conse_and_back(
     assert late.result(timeout=TIMEOUT).failed == 0
 
     with start_conse_worker(client, state_dir):
-        wait_for_consumer(client, "ingest.lite-conse")
+        wait_for_consumer(client.app, "ingest.lite-conse", timeout=TIMEOUT)
         result = job.result(timeout=TIMEOUT)
         assert (result.switched, result.items, result.failed) == (True, 7, [])
         assert job.status().state == "done"
@@ -159,7 +151,7 @@ def test_a_gone_original_holds_the_switch_until_allowed(
     copy.unlink()
 
     with start_conse_worker(client, state_dir):
-        wait_for_consumer(client, "ingest.lite-conse")
+        wait_for_consumer(client.app, "ingest.lite-conse", timeout=TIMEOUT)
         first_job = client.reindex(name, model="lite-conse")
         first = first_job.result(timeout=TIMEOUT)
         assert (first.switched, first.items) == (False, 2)

@@ -15,6 +15,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from mmq.broker import consumers
 from mmq.config import Settings
 from mmq.embedded import Urls, export_urls, resolve_urls
 
@@ -89,6 +90,16 @@ def wait_for_workers(
             log.warning("broker not answering yet: %s", exc)
             time.sleep(0.5)
     raise TimeoutError(f"{count} workers did not answer within {timeout:.0f}s")
+
+
+def wait_for_consumer(app: Celery, queue: str, *, timeout: float) -> None:
+    """Until a worker consumes `queue` (one more worker among running ones: a count of
+    pings cannot tell it has come)."""
+    deadline = time.monotonic() + timeout
+    while not consumers(app, queue):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no worker consumes {queue} after {timeout:.0f}s")
+        time.sleep(1)
 
 
 def stop_workers(procs: Sequence[subprocess.Popen[bytes]], grace: float = 30.0) -> None:

@@ -213,17 +213,9 @@ class IngestTasks:
             session.commit()
 
     def _ingest(self, session: Session, request: RawIngestRequest, record: Record) -> None:
-        if request.reindex is not None:  # stored items, re-embedded beside their vectors
-            reembed(
-                encoder=self.encoder,
-                session=session,
-                request=request,
-                settings=self.settings,
-                record=record,
-                interrupts=self.interrupts,
-            )
-            return
-        ingest(
+        # A reindex's request names stored items, re-embedded beside their vectors.
+        run = ingest if request.reindex is None else reembed
+        run(
             encoder=self.encoder,
             session=session,
             request=request,

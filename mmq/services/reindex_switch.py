@@ -140,8 +140,9 @@ def _end(
             collection=name, model=encoder.name, switched=False, items=done, failed=failed
         )
     gone = None
+    media = MediaStore(settings.resolved_media_dir)
     if missing:
-        prefix = str(MediaStore(settings.resolved_media_dir).root) + os.sep
+        prefix = str(media.root) + os.sep
         gone = deletes.delete_items(
             session=session,
             collection=collection,
@@ -160,7 +161,6 @@ def _end(
     store.end_plan(session=session, collection_id=collection.id, state="switched", error=None)
     session.commit()
     if gone is not None:
-        media = MediaStore(settings.resolved_media_dir)
         release_media(session=session, media=media, uris=gone.uris)
     if resized:
         session.refresh(collection)
