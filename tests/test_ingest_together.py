@@ -18,6 +18,7 @@ from mmq.embedded import Urls
 from mmq.encoders import Encoder
 from mmq.errors import NotFound
 from mmq.jobs import claims, records
+from mmq.schemas import IngestItem
 from mmq.services import ingest_tasks
 from mmq.services.ingest_tasks import DUPLICATE, RUN_ALONE, IngestTasks, TaskOutcome
 from mmq.store import repository
@@ -51,6 +52,8 @@ def write_tasks(
 ) -> list[str]:
     """A job of one task per chunk of items; returns the task ids."""
     job_id = str(uuid.uuid4())
+    # As the Client stores them: every field named, those not used as null.
+    chunks = [[IngestItem.model_validate(it).model_dump(mode="json") for it in c] for c in chunks]
     new = [
         records.NewTask(
             str(uuid.uuid4()),

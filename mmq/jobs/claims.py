@@ -117,7 +117,9 @@ def claim_fresh(conn: Connection, task_ids: Sequence[str]) -> dict[str, Claim]:
     rows = conn.execute(
         "UPDATE ingest_tasks SET attempts = 1, state = 'running', started_at = now()"
         " WHERE id = ANY(%s) AND attempts = 0 AND state <> 'done'"
-        " AND NOT jsonb_path_exists(request, '$.items[*].video_path')"
+        # A stored item names every field, the ones it does not use as null.
+        " AND NOT jsonb_path_exists(request,"
+        " '$.items[*] ? (@.video_path != null || @.video_bytes != null)')"
         " RETURNING id, request, first_index",
         (list(task_ids),),
     ).fetchall()
