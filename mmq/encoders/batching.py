@@ -30,12 +30,39 @@ from mmq.encoders.base import Encoder
 from mmq.media import Picture
 
 
-@dataclass
+@dataclass(eq=False)
+class _Call:
+    """One caller's encode, split into parts of at most a batch: its rows come back part by
+    part, from whichever model threads ran them."""
+
+    n: int
+    done: Future[np.ndarray] = field(default_factory=Future)
+    rows: dict[int, np.ndarray] = field(default_factory=dict)  # first index → rows
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def deliver(self, start: int, rows: np.ndarray) -> None:
+        with self.lock:
+            if self.done.done():
+                return
+            self.rows[start] = rows
+            if sum(len(r) for r in self.rows.values()) == self.n:
+                self.done.set_result(np.concatenate([self.rows[i] for i in sorted(self.rows)]))
+
+    def fail(self, exc: BaseException) -> None:
+        with self.lock:
+            if not self.done.done():
+                self.done.set_exception(exc)
+
+
+@dataclass(eq=False)
 class _Request:
+    """A part of a call: what a forward pass takes whole."""
+
     modality: str  # "image" (inputs: a prepared batch) or "text" (inputs: strings)
     inputs: Any
     n: int
-    done: Future[np.ndarray] = field(default_factory=Future)
+    call: _Call
+    start: int  # its first row in the call
 
 
 class BatchingEncoder(Encoder):
@@ -85,9 +112,14 @@ class BatchingEncoder(Encoder):
         return self._submit("text", texts, len(texts)).result()
 
     def _submit(self, modality: str, inputs: Any, n: int) -> Future[np.ndarray]:
-        request = _Request(modality, inputs, n)
-        self._requests.put(request)
-        return request.done
+        # A call larger than a batch is cut into batches, which the streams run side by side:
+        # on a CPU, small passes are cheaper per image than large ones.
+        call = _Call(n)
+        for start in range(0, max(n, 1), self.max_batch):
+            stop = min(n, start + self.max_batch)
+            part = inputs if (start, stop) == (0, n) else inputs[start:stop]
+            self._requests.put(_Request(modality, part, stop - start, call, start))
+        return call.done
 
     def _serve(self) -> None:
         while True:
@@ -96,8 +128,7 @@ class BatchingEncoder(Encoder):
                 self._run(batch)
             except BaseException as exc:  # never let the model thread die
                 for request in batch:
-                    if not request.done.done():
-                        request.done.set_exception(exc)
+                    request.call.fail(exc)
 
     def _next_batch(self) -> list[_Request]:
         with self._gathering:
@@ -132,16 +163,16 @@ class BatchingEncoder(Encoder):
             # One caller's bad input must not fail the others: encode each request alone.
             for request in batch:
                 try:
-                    request.done.set_result(self._encode([request]))
+                    request.call.deliver(request.start, self._encode([request]))
                 except Exception as exc:
-                    request.done.set_exception(exc)
+                    request.call.fail(exc)
             return
         with self._counting:
             self.forward_passes += 1
             self.items_encoded += len(rows)
         start = 0
         for request in batch:
-            request.done.set_result(rows[start : start + request.n])
+            request.call.deliver(request.start, rows[start : start + request.n])
             start += request.n
 
     def _encode(self, batch: list[_Request]) -> np.ndarray:
