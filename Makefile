@@ -9,7 +9,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 FLICKR ?= ../shared/data/flickr8k-dev
 IMAGENET ?= ../shared/data/imagenet-sample
 
-.PHONY: install demo serve test test-fast lint eval bench bench-video bench-api chaos clean
+.PHONY: install demo serve test test-fast lint eval bench bench-1m bench-video bench-api chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-video: install
 # Search and ingest through `mmq serve` against the same through the Client (issue 15).
 bench-api: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_api
+
+# A million vectors, `vector` against `halfvec` (benchmarks/results-1m.json); not in CI.
+bench-1m: install
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench_1m
 
 clean:
 	rm -rf .mmq

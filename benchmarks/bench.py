@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from benchmarks import bench_ingest, bench_queue, bench_reindex, bench_search
+from benchmarks.cpu_profile import profile_ingest
 from mmq.cli.sources import read_captions
 from mmq.cli.spawn import ready_servers, running_workers
 from mmq.client import Client
@@ -60,17 +61,23 @@ def main() -> int:
     out: dict[str, object] = {"machine": machine(), "model": encoder.name, "photos": source}
     out["ingest_workers"] = args.ingest_workers
     out["limit"] = bench_ingest.model_limit(encoder, items)
+    out["text_limit"] = bench_search.text_limit(encoder, texts)
     client = Client(settings, urls)
     logs = settings.state_dir / "logs"
     roots = sorted({Path(it.image_path).parent for it in items if it.image_path})
     queues = ("ingest",) * args.ingest_workers + ("search",)
-    with running_workers(client.app, queues=queues, log_dir=logs, roots=roots):
+    with running_workers(client.app, queues=queues, log_dir=logs, roots=roots) as procs:
         bench_ingest.through_queue(client, items[:64], chunk_size=16)  # warm-up
         chunk = settings.ingest_chunk_size
         batch = bench_ingest.through_queue(client, items, chunk_size=chunk)
         single = bench_ingest.through_queue(client, items, chunk_size=1)
         out["ingest_batch"] = batch.images_per_s
         out["ingest_one_per_message"] = single.images_per_s
+        ingest_pids = [p.pid for p in procs[: args.ingest_workers]]
+        out["profile"] = {
+            mode: profile_ingest(client, items, chunk_size=size, workers=ingest_pids)
+            for mode, size in (("batch", chunk), ("one_per_message", 1))
+        }
         out["queue"] = {
             "celery_round_trips_per_s": bench_queue.celery_round_trips(client, 300),
             "redis_round_trips_per_s": bench_queue.redis_round_trips(urls.broker_url, 300),
@@ -90,6 +97,10 @@ def main() -> int:
                 row[f"recall@10_ef{ef}"], row[f"ann_ms_ef{ef}"] = r, ms
             row.update(bench_search.latency(client, name, texts))
             row["qps_8_producers"] = bench_search.qps(client, name, texts * 2)
+            ann = bench_search.ann_limit(sessions, name, query_vectors, settings.ef_search)
+            encode = out["text_limit"]["texts_per_s"]  # type: ignore[index]
+            # Encoding and the ANN query share the cores: each query costs both.
+            row["ann_alone_qps"], row["limit_qps"] = ann, 1 / (1 / encode + 1 / ann)
             out["search"][str(size)] = row  # type: ignore[index]
         out["reindex"] = bench_reindex.measure(
             client, items=items, served_model=encoder.name, texts=texts, log_dir=logs, roots=roots
@@ -109,10 +120,19 @@ def main() -> int:
         "limit_forward_pass": 1000 * best["streams"] * best["threads"] / limit,  # type: ignore[index]
         "decode_and_prepare": bench_ingest.decode_cost_ms(encoder, items),
     }
+    beside_model = out["cpu_ms_per_image"]["limit_forward_pass"]  # type: ignore[index]
+    beside_model += out["cpu_ms_per_image"]["decode_and_prepare"]  # type: ignore[index]
+    out["overhead_cpu_ms_per_image"] = {
+        "batch": batch.cpu_ms_per_image - beside_model,
+        "one_per_message": single.cpu_ms_per_image - beside_model,
+    }
     out["ingest_ratio_to_limit"] = batch.images_per_s / limit
     out["ingest_one_per_message_ratio_to_limit"] = single.images_per_s / limit
     out["speedup_vs_naive"] = batch.images_per_s / naive.images_per_s
     out["one_per_message_speedup_vs_naive"] = single.images_per_s / naive.images_per_s
+    search: dict[str, dict[str, float]] = out["search"]  # type: ignore[assignment]
+    largest = search[max(search, key=int)]
+    out["search_ratio_to_limit"] = largest["qps_8_producers"] / largest["limit_qps"]
     q = out["queue"]
     q["ratio"] = q["celery_round_trips_per_s"] / q["redis_round_trips_per_s"]  # type: ignore[index]
     out["ef_search_default"] = settings.ef_search
@@ -171,6 +191,16 @@ def print_table(out: dict[str, Any]) -> None:
         print(f"  {key:42s} {out[key]:10.2f}")
     cpu = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in out["cpu_ms_per_image"].items())
     print(f"  CPU ms per image, whole machine: {cpu}")
+    over = out["overhead_cpu_ms_per_image"]
+    print(
+        f"  overhead beyond forward pass and decoding (CPU ms per image): batch"
+        f" {over['batch']:.1f}, one per message {over['one_per_message']:.1f}"
+    )
+    for mode, prof in out["profile"].items():
+        procs = ", ".join(f"{k} {v:.1f}" for k, v in prof["processes"].items())
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in prof["worker_stages"].items())
+        print(f"  profile, {mode.replace('_', ' ')} (CPU ms per image): {procs}")
+        print(f"    in the worker: {stages}")
     q = out["queue"]
     print(
         f"queue: celery no-op round trips {q['celery_round_trips_per_s']:.0f}/s, redis-py "
@@ -187,8 +217,14 @@ def print_table(out: dict[str, Any]) -> None:
             f"  text query enqueue→result p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms"
             f" (encode {row['encode_p50_ms']:.1f}, ANN {row['ann_p50_ms']:.1f}, queue"
             f" {row['queue_p50_ms']:.1f}); p50 beyond encode {row['p50_beyond_encode_ms']:.1f} ms;"
-            f" {row['qps_8_producers']:.1f} QPS with 8 producers"
+            f" {row['qps_8_producers']:.1f} QPS with 8 producers; limit {row['limit_qps']:.1f}"
+            f" (ANN alone {row['ann_alone_qps']:.0f}/s)"
         )
+    t = out["text_limit"]
+    print(
+        f"search limit: texts encoded alone {t['texts_per_s']:.0f}/s (batch {t['batch']},"
+        f" {t['streams']} streams); search_ratio_to_limit {out['search_ratio_to_limit']:.2f}"
+    )
     bench_reindex.print_table(out["reindex"])
     print(f"default ef_search {out['ef_search_default']}; {out['seconds']:.0f} s in all")
 

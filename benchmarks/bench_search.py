@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select, text
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmq.client import Client
 from mmq.config import Settings
 from mmq.encoders import Encoder
+from mmq.encoders.base import cpu_count
 from mmq.schemas import SearchResult
 from mmq.store import repository
 from mmq.store.tables import Collection, Item
@@ -97,6 +99,58 @@ def recall(
             took += time.perf_counter() - t0
             found += len({int(h.external_id or -1) for h in hits} & set(truth.tolist()))
     return found / (10 * len(queries)), 1e3 * took / len(queries)
+
+
+def text_limit(encoder: Encoder, texts: list[str]) -> dict[str, Any]:
+    """Query texts encoded alone, at the best batch size and thread layout (as
+    bench_ingest.model_limit does for images): what the encoding could at most reach."""
+    import torch
+
+    cores = cpu_count()
+    best: dict[str, Any] = {"texts_per_s": 0.0}
+    threads_before = torch.get_num_threads()
+    encoder.encode_texts(texts[:8])  # warm-up
+    for streams, threads in sorted({(1, cores), (cores, 1)}):
+        torch.set_num_threads(threads)
+        for batch in (1, 2, 4, 8, 16):
+            rate = _rate(lambda part: encoder.encode_texts(part), texts, batch, streams)
+            if rate > best["texts_per_s"]:
+                best = {"texts_per_s": rate, "batch": batch, "streams": streams}
+    torch.set_num_threads(threads_before)
+    return best
+
+
+def ann_limit(sessions: sessionmaker[Session], name: str, queries: np.ndarray, ef: int) -> float:
+    """ANN queries per second alone: as many connections as cores, each querying in turn."""
+    with sessions() as session:
+        collection = repository.get_collection(session=session, name=name)
+
+    def run(part: list[np.ndarray]) -> None:
+        with sessions() as session:
+            for q in part:
+                repository.search_items(
+                    session=session, collection=collection, query=q, kinds=["image"], k=10,
+                    ef_search=ef,
+                )  # fmt: skip
+                session.commit()
+
+    return _rate(run, list(queries), len(queries), cpu_count())
+
+
+def _rate(run: Any, inputs: list[Any], batch: int, streams: int) -> float:
+    """Inputs per second through `streams` threads, each running its share `batch` at a
+    time."""
+    share = -(-len(inputs) // streams)
+    parts = [inputs[i : i + share] for i in range(0, len(inputs), share)]
+
+    def stream(part: list[Any]) -> None:
+        for start in range(0, len(part), batch):
+            run(part[start : start + batch])
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(stream, parts))
+    return len(inputs) / (time.perf_counter() - t0)
 
 
 def latency(client: Client, name: str, texts: list[str]) -> dict[str, float]:

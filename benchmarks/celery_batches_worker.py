@@ -31,7 +31,7 @@ from mmq.config import get_settings
 from mmq.embedded import resolve_urls
 from mmq.errors import BadRequest
 from mmq.schemas import IngestResult, IngestTaskMessage, RawIngestRequest, describe_errors
-from mmq.services.ingest_tasks import RUN_ALONE, TaskOutcome, register_raw_request
+from mmq.services.ingest_tasks import DONE, RUN_ALONE, TaskOutcome, register_raw_request
 from workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def ingest_batch(requests: list[SimpleRequest]) -> None:
     except Exception:  # as the production Coalescer's fallback: each task runs alone
         log.exception("%d ingest tasks failed together", len(task_of))
         outcomes = dict.fromkeys(task_of.values(), RUN_ALONE)
-    by_task = {t: _alone(rt, t) if o is RUN_ALONE else o.result for t, o in outcomes.items()}
+    by_task = {t: _ended(rt, t, o) for t, o in outcomes.items()}
     results |= {m: by_task[t] for m, t in task_of.items()}
     if HOLD_S:
         time.sleep(HOLD_S)
@@ -115,9 +115,12 @@ def _parse(model: type[M], payload: object) -> M:
         raise BadRequest(f"invalid request: {describe_errors(exc)}") from None
 
 
-def _alone(rt: Runtime, task_id: str) -> IngestResult | Exception | None:
+def _ended(rt: Runtime, task_id: str, outcome: TaskOutcome) -> IngestResult | Exception | None:
+    """The task's result, run alone first if it must be; None for another worker's copy."""
     try:
-        return rt.ingest_tasks.run_alone(task_id).result
+        if outcome == RUN_ALONE:
+            outcome = rt.ingest_tasks.run_alone(task_id)
+        return rt.ingest_tasks.results([task_id])[task_id] if outcome == DONE else None
     except Exception as exc:
         log.exception("ingest task %s failed", task_id)
         return exc

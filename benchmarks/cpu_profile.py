@@ -20,6 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmq.client import Client
+from mmq.schemas import IngestItem
+
 # py-spy's own CPU grows with its rate; the profiled run is apart from the measured ones.
 SAMPLES_PER_S = 100
 
@@ -98,7 +101,7 @@ def _comm(pid: int) -> str:
 def group_cpu_s(workers: Sequence[int]) -> dict[str, float]:
     """CPU seconds so far of the worker processes, PostgreSQL's, Redis's (or Valkey's), and
     this process (the producer). Processes that exit take their time along: see `other`."""
-    totals: Counter[str] = Counter()
+    totals: dict[str, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -116,8 +119,8 @@ def group_cpu_s(workers: Sequence[int]) -> dict[str, float]:
             group = "producer"
         else:
             continue
-        totals[group] += process_cpu_s(pid)
-    return dict(totals)
+        totals[group] = totals.get(group, 0.0) + process_cpu_s(pid)
+    return totals
 
 
 @contextmanager
@@ -144,6 +147,19 @@ def profiled(workers: Sequence[int], images: int, out: Profile) -> Iterator[None
         # Samples are shares of the worker's measured CPU time.
         worker_ms = out.processes.get("worker", 0.0)
         out.stages = {s: worker_ms * n / total for s, n in samples.most_common()}
+
+
+def profile_ingest(
+    client: Client, items: list[IngestItem], *, chunk_size: int, workers: Sequence[int]
+) -> dict[str, dict[str, float]]:
+    """One more ingest of `items`, profiled (py-spy costs CPU of its own: the measured runs
+    are apart)."""
+    from benchmarks.bench_ingest import through_queue
+
+    out = Profile()
+    with profiled(workers, len(items), out):
+        through_queue(client, items, chunk_size=chunk_size)
+    return out.as_json()
 
 
 class _Sampler:

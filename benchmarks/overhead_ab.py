@@ -82,9 +82,7 @@ def main() -> int:
         a, b = figures["A"][mode], figures["B"][mode]
         rate = [statistics.median(r for r, _ in f) for f in (a, b)]
         over = [statistics.median(c for _, c in f) - beside_model for f in (a, b)]
-        print(
-            f"{mode:24s} {rate[0]:8.1f} → {rate[1]:6.1f}   {over[0]:8.1f} → {over[1]:6.1f}"
-        )
+        print(f"{mode:24s} {rate[0]:8.1f} → {rate[1]:6.1f}   {over[0]:8.1f} → {over[1]:6.1f}")
     return 0
 
 

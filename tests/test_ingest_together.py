@@ -20,7 +20,7 @@ from mmq.errors import NotFound
 from mmq.jobs import claims, records
 from mmq.schemas import IngestItem
 from mmq.services import ingest_tasks
-from mmq.services.ingest_tasks import DUPLICATE, RUN_ALONE, IngestTasks, TaskOutcome
+from mmq.services.ingest_tasks import DONE, DUPLICATE, RUN_ALONE, IngestTasks
 from mmq.store import repository
 from mmq.store.db import make_engine, make_sessionmaker
 from mmq.store.tables import Collection
@@ -96,8 +96,9 @@ def test_fresh_tasks_run_as_one_and_each_gets_its_own_result(
     ids = write_job(conn, collection, items)
     other = write_job(conn, f"{collection}-other", [{"text": "elsewhere"}])
     outcomes = tasks.run_together(ids + other)
-    assert {outcomes[t].status for t in ids + other} == {"done"}
-    results = [outcomes[t].result for t in ids + other]
+    assert {outcomes[t] for t in ids + other} == {DONE}
+    by_task = tasks.results(ids + other)
+    results = [by_task[t] for t in ids + other]
     assert all(r is not None and len(r.items) == 1 for r in results), results
     items_ = [r.items[0] for r in results if r is not None]
     # Each task's result is its own item, indexed from the task's first, as alone.
@@ -120,7 +121,7 @@ def test_tasks_that_are_not_fresh_or_hold_a_video_are_left_to_run_alone(
     conn.execute("UPDATE ingest_tasks SET attempts = 1 WHERE id = %s", (attempted,))
     unknown = f"unknown-{uuid.uuid4()}"
     outcomes = tasks.run_together([fresh_task, attempted, video, unknown])
-    assert outcomes[fresh_task].status == "done"
+    assert outcomes[fresh_task] == DONE
     assert [outcomes[t] for t in (attempted, video, unknown)] == [RUN_ALONE] * 3
     # untouched, and not left locked
     assert [task_row(conn, t) for t in (attempted, video)] == [("queued", 1), ("queued", 0)]
@@ -159,9 +160,8 @@ def test_a_chunk_that_fails_as_a_whole_runs_item_by_item_and_the_bad_item_fails_
         {"text": "a last good caption", "external_id": "b"},
     ]
     (task,) = write_tasks(conn, fresh("whole"), [chunk])
-    outcome = tasks.run_alone(task)
-    assert outcome.status == "done" and outcome.result is not None
-    result = outcome.result
+    assert tasks.run_alone(task) == DONE
+    result = tasks.results([task])[task]
     assert [(i.index, i.external_id, i.status) for i in result.items] == [
         (0, "a", "stored"),
         (1, "poison", "failed"),
@@ -178,20 +178,20 @@ def test_a_chunk_that_fails_as_a_whole_runs_item_by_item_and_the_bad_item_fails_
     ]
 
 
-def test_a_task_already_done_returns_its_stored_result_without_running_again(
+def test_a_task_already_done_keeps_its_stored_result_without_running_again(
     tasks: IngestTasks, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (task,) = write_tasks(conn, fresh("done"), [[{"text": "once", "external_id": "x"}]])
-    first = tasks.run_alone(task)
-    assert first.status == "done" and first.result is not None
-    assert [i.status for i in first.result.items] == ["stored"]
+    assert tasks.run_alone(task) == DONE
+    first = tasks.results([task])[task]
+    assert [i.status for i in first.items] == ["stored"]
 
     def no_ingest(**kwargs: object) -> None:
         raise AssertionError("a task already done ran again")
 
     monkeypatch.setattr(ingest_tasks, "ingest", no_ingest)
     again = tasks.run_alone(task)  # a redelivered message, after the task ended
-    assert again == TaskOutcome("done", first.result)
+    assert again == DONE and tasks.results([task])[task] == first
     assert task_row(conn, task) == ("done", 1)  # no attempt counted
     assert [row[:3] for row in item_rows(conn, task)] == [("x", "stored", 0)]
 

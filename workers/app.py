@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from celery import Celery
 from celery.signals import (
+    after_setup_logger,
     task_postrun,
     task_prerun,
     worker_process_init,
@@ -36,6 +38,17 @@ def _load_model(**_: Any) -> None:
     from workers.runtime import get_runtime
 
     get_runtime()
+
+
+@after_setup_logger.connect
+def _quiet_task_lines(loglevel: int | str = logging.INFO, **_: Any) -> None:
+    # At INFO Celery logs two lines per task (received, succeeded): hundreds a second under
+    # one-item messages, saying what the job records say. Failures and warnings still log;
+    # --loglevel DEBUG brings the lines back.
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel
+    if level > logging.DEBUG:
+        for name in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # The threads pool's time limits (Celery enforces them in prefork only).

@@ -89,9 +89,11 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
         log.warning("ingest task %s: PostgreSQL is not answering; trying again", task_id)
         again = {"task_id": task_id, "outage": True}
         raise self.retry(exc=exc, args=[again], countdown=backoff_s(self.request.retries)) from exc
-    if outcome.result is None:
+    if outcome == "duplicate":
         raise Ignore()  # a copy of a task another worker is running: its result stands
-    return outcome.result.model_dump(mode="json")
+    if self.request.ignore_result:  # mmq.Client's: the job's rows are the result
+        return {}
+    return rt.ingest_tasks.results([task_id])[task_id].model_dump(mode="json")
 
 
 @app.task(name=SEARCH_TASK, bind=True)

@@ -111,27 +111,25 @@ def forgive_attempt(conn: Connection, task_id: str) -> None:
 
 
 def claim_fresh(conn: Connection, task_ids: Sequence[str]) -> dict[str, Claim]:
-    """`claim_task` for those of the tasks never attempted, in two statements (the caller
+    """`claim_task` for those of the tasks never attempted, in one statement (the caller
     commits). Tasks already attempted or done need `claim_task`'s bookkeeping, and tasks
     with a video a thread of their own: those are left unclaimed."""
     rows = conn.execute(
-        "UPDATE ingest_tasks SET attempts = 1, state = 'running', started_at = now()"
-        " WHERE id = ANY(%s) AND attempts = 0 AND state <> 'done'"
+        "WITH claimed AS (UPDATE ingest_tasks SET attempts = 1, state = 'running',"
+        " started_at = now() WHERE id = ANY(%s) AND attempts = 0 AND state <> 'done'"
         # A stored item names every field, the ones it does not use as null.
         " AND NOT jsonb_path_exists(request,"
         " '$.items[*] ? (@.video_path != null || @.video_bytes != null)')"
-        " RETURNING id, request, first_index",
+        " RETURNING id, request, first_index)"
+        " SELECT c.id, c.request, c.first_index, ARRAY(SELECT i.index - c.first_index"
+        " FROM ingest_job_items i WHERE i.task_id = c.id AND i.status = 'pending'"
+        " ORDER BY i.index) FROM claimed c",
         (list(task_ids),),
     ).fetchall()
-    claims = {task_id: Claim(request, first, 1, False, []) for task_id, request, first in rows}
-    for task_id, local in conn.execute(
-        "SELECT i.task_id, i.index - t.first_index FROM ingest_job_items i"
-        " JOIN ingest_tasks t ON t.id = i.task_id"
-        " WHERE i.task_id = ANY(%s) AND i.status = 'pending' ORDER BY i.index",
-        (list(claims),),
-    ):
-        claims[task_id].pending.append(local)
-    return claims
+    return {
+        task_id: Claim(request, first, 1, False, list(pending))
+        for task_id, request, first, pending in rows
+    }
 
 
 def count_attempt(conn: Connection, origin: Origin) -> int:
@@ -145,22 +143,27 @@ def count_attempt(conn: Connection, origin: Origin) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def record_ends(conn: Connection, ends: Sequence[tuple[Origin, ItemResult]]) -> None:
-    """Each item's end, where none was recorded yet (the caller commits with the items).
+def record_ends(
+    conn: Connection, ends: Sequence[tuple[Origin, ItemResult]], finish: Sequence[str] = ()
+) -> None:
+    """Each item's end, where none was recorded yet, and the end of the `finish` tasks, in
+    one statement (the caller commits with the items).
 
     An end is written once: in the transaction of the upsert that stored the item, so a
     `replaced` recorded here is that of the first upsert that committed. A later attempt
     finds the item ended and does not store it again (nor overwrite its end)."""
-    with conn.cursor() as cur:
-        cur.executemany(
-            "UPDATE ingest_job_items SET status = %s, error = %s, item_id = %s,"
-            " replaced = %s, duration_s = %s, segments = %s"
-            " WHERE task_id = %s AND index = %s AND status = 'pending'",
-            [
-                (r.status, r.error, r.item_id, r.replaced, r.duration_s, r.segments, task_id, i)
-                for (task_id, i), r in ends
-            ],
-        )
+    columns = list(zip(*[(t, i, r.status, r.error, r.item_id, r.replaced, r.duration_s,
+                          r.segments) for (t, i), r in ends], strict=True)) or [()] * 8  # fmt: skip
+    conn.execute(
+        "WITH ends AS (UPDATE ingest_job_items i SET status = e.status, error = e.error,"
+        " item_id = e.item_id, replaced = e.replaced, duration_s = e.duration_s,"
+        " segments = e.segments FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[],"
+        " %s::bigint[], %s::bool[], %s::float8[], %s::int[])"
+        " AS e(task_id, index, status, error, item_id, replaced, duration_s, segments)"
+        " WHERE i.task_id = e.task_id AND i.index = e.index AND i.status = 'pending')"
+        " UPDATE ingest_tasks SET state = 'done', finished_at = now() WHERE id = ANY(%s)",
+        [list(c) for c in columns] + [list(finish)],
+    )
 
 
 def fail_pending(conn: Connection, origins: Sequence[Origin], error: str) -> None:

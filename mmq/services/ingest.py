@@ -18,7 +18,7 @@ from mmq.config import Settings
 from mmq.encoders import Encoder
 from mmq.errors import InvalidInput, MmqError, NotFound, Unavailable
 from mmq.media.store import MediaStore
-from mmq.schemas import FusionName, IngestItem, IngestResult, ItemResult, RawIngestRequest
+from mmq.schemas import IngestItem, IngestResult, ItemResult, RawIngestRequest
 from mmq.services.delete import release_media
 from mmq.services.encode_items import DecodedItem, Interrupts, encode_items, failed
 from mmq.services.originals import keep
@@ -26,6 +26,7 @@ from mmq.services.vectors import Space, collection_space, item_vector, space
 from mmq.services.video import IndexedVideo, index_video
 from mmq.store import repository
 from mmq.store.segments import SegmentRow, drop_segments, replace_segments
+from mmq.store.tables import Collection
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +50,7 @@ def ingest(
     `record` sees every item's end before the commit that stores the items: what it writes
     in the session is committed with them, or not at all. `interrupts` (a soft time limit)
     are never taken for an item's own failure: they end the whole call."""
-    new_fusion = request.fusion or settings.default_fusion  # if the collection is new
-    target = _space(encoder, session, request.collection, new_fusion)
-    collection = repository.ensure_collection(
-        session=session,
-        name=request.collection,
-        model=encoder.name,
-        model_version=target.version,
-        dim=target.dim,
-        fusion=target.fusion,
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_construction=settings.hnsw_ef_construction,
-    )
-    session.commit()  # a new collection is visible (and its creation lock released) at once
-    if collection.fusion != target.fusion:  # created meanwhile, with another fusion
-        target = collection_space(encoder, collection)
+    collection, target = _collection(encoder, session, request, settings)
     results: dict[int, ItemResult] = {}
     decoded, videos = encode_items(
         request, encoder=encoder, settings=settings, results=results, interrupts=interrupts
@@ -71,13 +58,15 @@ def ingest(
     indexed = _index_videos(encoder, videos, results, settings, interrupts)
     rows = _item_rows(decoded, target, request, results, settings)
     rows += [(index, item, _video_row(item, video, target)) for index, item, video in indexed]
-    # A reindex may have switched the collection to another model since it was read; its
-    # row, locked in share mode until the commit, cannot switch now (services/reindex.py).
-    session.refresh(collection, with_for_update={"read": True})
-    repository.require_model(collection, model=encoder.name, model_version=target.version)
-    # What the items replaced pointed at: a kept original no item references any more goes.
-    old_uris = repository.uris_of(
-        session=session, collection=collection, keys=[row.key for _, _, row in rows]
+    # A reindex may have switched the collection to another model since it was read: its
+    # row is locked in share mode until the commit, and checked (services/reindex.py). What
+    # the items replace pointed at: a kept original no item references any more goes.
+    old_uris = repository.lock_for_upsert(
+        session=session,
+        collection=collection,
+        model=encoder.name,
+        model_version=target.version,
+        keys=[row.key for _, _, row in rows],
     )
     ids = repository.upsert_items(
         session=session, collection=collection, rows=[row for _, _, row in rows]
@@ -85,7 +74,9 @@ def ingest(
     # An external id re-ingested as an image or text may have been a video before.
     drop_segments(
         session=session,
-        item_ids=[ids[row.key] for _, item, row in rows if not item.is_video],
+        item_ids=[
+            ids[row.key] for _, item, row in rows if row.key in ids.replaced and not item.is_video
+        ],
     )
     for _, item, video in indexed:
         segments = [
@@ -117,14 +108,33 @@ def ingest(
     return IngestResult(collection=collection.name, items=ended)
 
 
-def _space(encoder: Encoder, session: Session, name: str, new_fusion: FusionName) -> Space:
-    """The space of the collection `name`: its own (checked against this encoder) where it
-    exists, else a new `new_fusion` collection's."""
+def _collection(
+    encoder: Encoder, session: Session, request: RawIngestRequest, settings: Settings
+) -> tuple[Collection, Space]:
+    """The request's collection and its space: an existing one's, checked against this
+    encoder, or a new collection's (of the request's fusion, or the default), created and
+    committed at once: visible to every worker, its creation lock released."""
     try:
-        existing = repository.get_collection(session=session, name=name)
+        existing = repository.get_collection(session=session, name=request.collection)
     except NotFound:
-        return space(encoder, new_fusion)
-    return collection_space(encoder, existing)
+        pass
+    else:
+        return existing, collection_space(encoder, existing)
+    target = space(encoder, request.fusion or settings.default_fusion)
+    collection = repository.ensure_collection(
+        session=session,
+        name=request.collection,
+        model=encoder.name,
+        model_version=target.version,
+        dim=target.dim,
+        fusion=target.fusion,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construction=settings.hnsw_ef_construction,
+    )
+    session.commit()
+    if collection.fusion != target.fusion:  # created meanwhile, with another fusion
+        target = collection_space(encoder, collection)
+    return collection, target
 
 
 def _replaced(

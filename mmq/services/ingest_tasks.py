@@ -40,18 +40,13 @@ from mmq.services.reindex import reembed
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TaskOutcome:
-    """What became of one task's message: `done` (every item ended; `result` says how),
-    `duplicate` (another live worker holds the task: this message is a copy, its result
-    stands there), or `run_alone` (not run yet: `IngestTasks.run_alone` must run it)."""
-
-    status: Literal["done", "duplicate", "run_alone"]
-    result: IngestResult | None = None
-
-
-DUPLICATE = TaskOutcome("duplicate")
-RUN_ALONE = TaskOutcome("run_alone")
+# What became of one task's message: `done` (every item ended; `IngestTasks.results` says
+# how), `duplicate` (another live worker holds the task: this message is a copy, its result
+# stands there), or `run_alone` (not run yet: `IngestTasks.run_alone` must run it).
+TaskOutcome = Literal["done", "duplicate", "run_alone"]
+DONE: TaskOutcome = "done"
+DUPLICATE: TaskOutcome = "duplicate"
+RUN_ALONE: TaskOutcome = "run_alone"
 
 
 @dataclass
@@ -80,7 +75,14 @@ class IngestTasks:
                 log.info("task %s is running in another worker; dropping this copy", task_id)
                 return DUPLICATE
             with self.sessions() as session:
-                return TaskOutcome("done", self._alone(session, task_id))
+                self._alone(session, task_id)
+                return DONE
+
+    def results(self, task_ids: Sequence[str]) -> dict[str, IngestResult]:
+        """Each done task's result, its items indexed from the task's first. Only a producer
+        that wrote no job reads it (through the result backend); mmq.Client reads the job."""
+        with self.sessions() as session:
+            return records.task_results(session_conn(session), task_ids)
 
     def forgive_outage(self, task_id: str) -> None:
         """The task's last attempt ended because PostgreSQL went away: it does not count
@@ -131,10 +133,9 @@ class IngestTasks:
                 log.exception("%d ingest tasks failed as one; each runs alone", len(group.tasks))
                 session.rollback()
                 outcomes |= dict.fromkeys(group.tasks, RUN_ALONE)
-        done = records.task_results(session_conn(session), finished)
-        return outcomes | {t: TaskOutcome("done", result) for t, result in done.items()}
+        return outcomes | dict.fromkeys(finished, DONE)
 
-    def _alone(self, session: Session, task_id: str) -> IngestResult:
+    def _alone(self, session: Session, task_id: str) -> None:
         claim = claims.claim_task(session_conn(session), task_id)
         session.commit()
         if claim is None:
@@ -150,7 +151,6 @@ class IngestTasks:
                     self._one_item(session, request, local, (task_id, claim.first_index + local))
             claims.finish_tasks(session_conn(session), [task_id])
             session.commit()
-        return records.task_results(session_conn(session), [task_id])[task_id]
 
     def _request(
         self, session: Session, claim: claims.Claim, pending: list[Origin]
@@ -230,10 +230,7 @@ def _recorder(origins: Sequence[Origin], finish: Sequence[str] = ()) -> Record:
     items; item `i` of the ingested request is the item at `origins[i]`."""
 
     def record(session: Session, results: list[ItemResult]) -> None:
-        conn = session_conn(session)
-        claims.record_ends(conn, [(origins[r.index], r) for r in results])
-        if finish:
-            claims.finish_tasks(conn, finish)
+        claims.record_ends(session_conn(session), [(origins[r.index], r) for r in results], finish)
 
     return record
 

@@ -147,12 +147,17 @@ def ensure_collection(
 
 def require_model(collection: Collection, *, model: str, model_version: str) -> None:
     """Refuse to mix vector spaces: the collection's model and version must be this one."""
-    if (collection.model, collection.model_version) != (model, model_version):
+    _require_model(
+        collection.name, (collection.model, collection.model_version), model, model_version
+    )
+
+
+def _require_model(name: str, bound: tuple[str, str], model: str, model_version: str) -> None:
+    if bound != (model, model_version):
         raise WrongModel(
-            f"collection {collection.name!r} is bound to model {collection.model} "
-            f"(version {collection.model_version}); this worker serves {model} "
-            f"(version {model_version})",
-            model=collection.model,
+            f"collection {name!r} is bound to model {bound[0]} (version {bound[1]}); this "
+            f"worker serves {model} (version {model_version})",
+            model=bound[0],
         )
 
 
@@ -164,18 +169,25 @@ def check_dim(collection: Collection, vector: np.ndarray) -> None:
         )
 
 
-def uris_of(*, session: Session, collection: Collection, keys: Sequence[str]) -> list[str]:
-    """The uris of the collection's items with these keys (those an upsert replaces)."""
-    if not keys:
-        return []
-    rows = session.execute(
+def lock_for_upsert(
+    *, session: Session, collection: Collection, model: str, model_version: str, keys: Sequence[str]
+) -> list[str]:
+    """Before an upsert, in one round trip: lock the collection's row in share mode until
+    the commit (a reindex cannot switch its model meanwhile), check it is still bound to
+    this model, and return the uris of its items with these keys (those the upsert
+    replaces)."""
+    row = session.execute(
         text(
-            "SELECT uri FROM items WHERE collection_id = :c AND key = ANY(:keys) "
-            "AND uri IS NOT NULL"
+            "SELECT c.model, c.model_version, ARRAY(SELECT i.uri FROM items i"
+            " WHERE i.collection_id = c.id AND i.key = ANY(:keys) AND i.uri IS NOT NULL)"
+            " FROM collections c WHERE c.id = :c FOR SHARE OF c"
         ),
         {"c": collection.id, "keys": list(keys)},
-    )
-    return [uri for (uri,) in rows]
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"collection {collection.name!r} was deleted meanwhile")
+    _require_model(collection.name, (row[0], row[1]), model, model_version)
+    return list(row[2])
 
 
 def upsert_items(
