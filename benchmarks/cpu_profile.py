@@ -45,12 +45,12 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode and prepare", ("decode_item (", "prepare_images (", "submit_images (")),
     (
         "lock and claim",
-        ("locked_tasks (", "try_lock_many (", "claim_fresh (", "claim_task (", "coalesce.py"),
+        ("locked_tasks (", "try_lock_many (", "claim_fresh (", "claim_task (", "count_attempt ("),
     ),
     (
         "collection and upsert",
-        ("upsert_items (", "uris_of (", "drop_segments (", "ensure_collection (", "_space (")
-        + ("refresh (", "_item_rows (", "require_model ("),
+        ("upsert_items (", "lock_for_upsert (", "drop_segments (", "_collection (")
+        + ("_item_rows (", "collection_space ("),
     ),
     (
         "commit and job records",

@@ -58,10 +58,14 @@ class Settings(BaseSettings):
     # producer faster than the workers does not fill the broker's memory. 0: no limit.
     max_queued_tasks: int = Field(default=100_000, ge=0)
     queue_full_wait_s: float = Field(default=30.0, ge=0)
-    # Items per model forward pass, and how long the model thread waits for more images
-    # (threads pool; texts never wait). Unset: 2 on a CPU, 64 on a GPU (default_batch_size).
+    # Images per model forward pass, and how long the model thread waits for more (threads
+    # pool). Unset: 2 on a CPU, 64 on a GPU (default_batch_size).
     encode_batch_size: int | None = Field(default=None, gt=0)
     encode_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    # The same for texts (search queries, captions). A pass of texts waits for the queries
+    # other tasks are about to encode, up to `encode_text_wait_ms`; a lone query never waits.
+    encode_text_batch_size: int = Field(default=16, gt=0)
+    encode_text_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     # Forward passes run side by side in a threads-pool worker, each on cpus/streams torch
     # threads. Unset: one single-threaded pass per CPU core, or one pass on a GPU.
     encode_streams: int | None = Field(default=None, gt=0, le=64)

@@ -112,6 +112,7 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
     postgres_pid = pg.get_pid()
     if postgres_pid is None:
         raise Unavailable(f"the embedded PostgreSQL under {state_dir} did not start")
+    postgres_pid = _size_shared_buffers(pg, state_dir / "postgres") or postgres_pid
     if previous is not None and _valkey_alive(previous):
         valkey_pid, valkey_url = previous.valkey_pid, previous.valkey_url  # adopt the orphan
     else:
@@ -124,6 +125,34 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
         file=sys.stderr,
     )
     return _State(postgres_pid, pg.get_uri(), valkey_pid, valkey_url, users=[])
+
+
+def shared_buffers_mb() -> int:
+    """A quarter of the memory, up to 8 GB, as PostgreSQL's own guidance has it. Its default
+    (128 MB) holds the HNSW index of some 50k vectors: past that, every query copies index
+    pages from the OS's cache, which doubled the ANN time at 100k vectors (docs/performance.md)."""
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return max(128, min(8192, total_mb // 4))
+
+
+def _size_shared_buffers(pg: Any, pgdata: Path) -> int | None:
+    """Give the server `shared_buffers_mb()` (once per data directory: it needs a restart);
+    returns the restarted server's pid, None if it was sized already."""
+    import psycopg
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+    want = shared_buffers_mb()
+    with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
+        have = conn.execute(
+            "SELECT setting::bigint * current_setting('block_size')::bigint / 1048576"
+            " FROM pg_settings WHERE name = 'shared_buffers'"
+        ).fetchone()
+        if have is not None and have[0] == want:
+            return None
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{want}MB'")
+    # A restart keeps the options pgserver started it with (postmaster.opts).
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=pg.system_user, timeout=60)
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
 
 
 def _start_valkey(data_dir: Path) -> tuple[int, str]:

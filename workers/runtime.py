@@ -107,6 +107,8 @@ def _load(settings: Settings) -> Runtime:
             max_batch=batch_size,
             max_wait_s=settings.encode_wait_ms / 1000,
             streams=streams,
+            text_batch=settings.encode_text_batch_size,
+            text_wait_s=settings.encode_text_wait_ms / 1000,
         )
     encoder.load()
     log.info(

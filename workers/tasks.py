@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from celery import Task
@@ -100,16 +100,18 @@ def ingest(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
 def search(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     rt = get_runtime()
     request = _parse(SearchRequest, payload)
-    with database_answers():
+    # Queries that arrive together share a forward pass (mmq/encoders/batching.py).
+    coming = rt.encoder.text_coming() if request.text is not None else nullcontext()
+    with coming, database_answers():
         rt.check_schema()
-    with database_answers(), rt.sessions() as session:
-        one_snapshot(session)
-        try:
-            result = services.search(
-                encoder=rt.encoder, session=session, request=request, settings=rt.settings
-            )
-        except WrongModel as exc:
-            forward_search(self, payload, exc)
+        with rt.sessions() as session:
+            one_snapshot(session)
+            try:
+                result = services.search(
+                    encoder=rt.encoder, session=session, request=request, settings=rt.settings
+                )
+            except WrongModel as exc:
+                forward_search(self, payload, exc)
     return result.model_dump(mode="json")
 
 

@@ -8,6 +8,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,11 @@ class Encoder(ABC):
         """The text the model's text tower reads for `text`: itself, unless the model
         rewrites what it cannot read (the lite towers read Chinese as English glosses)."""
         return text
+
+    def text_coming(self) -> AbstractContextManager[None]:
+        """Around a task that will encode a text soon (a search): a batching encoder holds
+        a pass of texts for it a moment, so that queries arriving together share it."""
+        return nullcontext()
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         self.load()

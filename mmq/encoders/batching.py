@@ -19,8 +19,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,18 +66,34 @@ class _Request:
     start: int  # its first row in the call
 
 
+_local = threading.local()
+
+
 class BatchingEncoder(Encoder):
     """Wraps an encoder; thread-safe; `streams` model threads do every forward pass."""
 
     def __init__(
-        self, inner: Encoder, *, max_batch: int, max_wait_s: float, streams: int = 1
+        self,
+        inner: Encoder,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        streams: int = 1,
+        text_batch: int | None = None,
+        text_wait_s: float = 0.0,
     ) -> None:
+        """Images: up to `max_batch` per pass, waiting up to `max_wait_s` for company;
+        texts: up to `text_batch` (default `max_batch`), waiting up to `text_wait_s`."""
         super().__init__(inner.requested_device)
-        self.inner, self.max_batch, self.max_wait_s = inner, max_batch, max_wait_s
-        self.streams = streams
+        self.inner, self.streams = inner, streams
+        self._limits = {
+            "image": (max_batch, max_wait_s),
+            "text": (text_batch or max_batch, text_wait_s),
+        }
         self.name = inner.name
         self.cut_distance = inner.cut_distance
         self._requests: queue.Queue[_Request] = queue.Queue()
+        self._texts_coming = 0  # tasks inside `text_coming` that have not sent their text
         self._held: _Request | None = None  # taken while batching the other modality
         # One model thread at a time gathers its batch; the others run theirs meanwhile.
         self._gathering = threading.Lock()
@@ -111,14 +128,33 @@ class BatchingEncoder(Encoder):
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         return self._submit("text", texts, len(texts)).result()
 
+    @contextmanager
+    def text_coming(self) -> Iterator[None]:
+        with self._counting:
+            self._texts_coming += 1
+        coming = _local.coming = [True]  # this thread's text has not been sent yet
+        try:
+            yield
+        finally:
+            _local.coming = None
+            self._text_sent(coming)
+
+    def _text_sent(self, coming: list[bool] | None) -> None:
+        if coming and coming[0]:
+            coming[0] = False
+            with self._counting:
+                self._texts_coming -= 1
+
     def _submit(self, modality: str, inputs: Any, n: int) -> Future[np.ndarray]:
         # A call larger than a batch is cut into batches, which the streams run side by side:
         # on a CPU, small passes are cheaper per image than large ones.
-        call = _Call(n)
-        for start in range(0, max(n, 1), self.max_batch):
-            stop = min(n, start + self.max_batch)
+        call, batch = _Call(n), self._limits[modality][0]
+        for start in range(0, max(n, 1), batch):
+            stop = min(n, start + batch)
             part = inputs if (start, stop) == (0, n) else inputs[start:stop]
             self._requests.put(_Request(modality, part, stop - start, call, start))
+        if modality == "text":
+            self._text_sent(getattr(_local, "coming", None))
         return call.done
 
     def _serve(self) -> None:
@@ -138,13 +174,17 @@ class BatchingEncoder(Encoder):
         first = self._held or self._requests.get()
         self._held = None
         batch, size = [first], first.n
-        # Only images wait for company: other tasks are decoding theirs and will submit in a
-        # moment. Texts (search queries, captions) take what is already queued and go, so a
-        # lone query pays no wait.
-        deadline = time.monotonic() + (self.max_wait_s if first.modality == "image" else 0.0)
-        while size < self.max_batch:
+        # Images wait for company: other tasks are decoding theirs and will submit in a
+        # moment. Texts wait only while other tasks announced one (`text_coming`): a lone
+        # query goes at once, queries that arrive together share a pass.
+        limit, wait_s = self._limits[first.modality]
+        deadline = time.monotonic() + wait_s
+        while size < limit:
             try:
-                request = self._requests.get(timeout=max(0.0, deadline - time.monotonic()))
+                if first.modality == "text" and self._texts_coming <= 0:
+                    request = self._requests.get_nowait()
+                else:
+                    request = self._requests.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if request.modality != first.modality:

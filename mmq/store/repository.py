@@ -310,13 +310,16 @@ def kinds_held(*, session: Session, collection: Collection) -> list[ItemKind]:
 
 
 def set_ann_params(session: Session, *, ef_search: int, k: int) -> None:
-    """HNSW search settings for this transaction only (SET LOCAL). Iterative scans keep
+    """HNSW search settings for this transaction only (as SET LOCAL). Iterative scans keep
     filtered queries from returning fewer than k hits when the filter rejects most of the
     first candidates."""
     # pgvector accepts ef_search up to 1000; iterative scans go on past it when k is larger.
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {min(1000, max(int(ef_search), int(k)))}"))
+    # One statement for both: a round trip is a good part of a small ANN query's time.
+    ef = min(1000, max(int(ef_search), int(k)))
+    settings = f"set_config('hnsw.ef_search', '{ef}', true)"
     if _has_iterative_scan(session):
-        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        settings += ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+    session.execute(text(f"SELECT {settings}"))
 
 
 _iterative_scan: dict[str, bool] = {}
