@@ -6,6 +6,7 @@ In-process with the session's `lite` encoder on the CPU: no server, no worker pr
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -107,3 +108,35 @@ def test_streams_run_forward_passes_side_by_side(encoder: Encoder) -> None:
     assert most == 2
     assert batching.items_encoded == 8
     np.testing.assert_allclose(np.stack(found), encoder.encode_images(images), atol=1e-5)
+
+
+def test_a_call_larger_than_a_batch_is_cut_into_passes_in_order(encoder: Encoder) -> None:
+    batching = BatchingEncoder(encoder, max_batch=2, max_wait_s=0.0, streams=2)
+    batching.load()
+    images = pictures(7)
+    found = batching.encode_images(images)
+    assert batching.forward_passes >= 4  # 2 + 2 + 2 + 1, whichever stream ran each
+    np.testing.assert_allclose(found, encoder.encode_images(images), atol=1e-5)
+
+
+def test_a_lone_query_does_not_wait_and_announced_ones_share_a_pass(encoder: Encoder) -> None:
+    batching = BatchingEncoder(encoder, max_batch=2, max_wait_s=0.0, text_batch=8, text_wait_s=2.0)
+    batching.load()
+    batching.encode_texts(["warm-up"])
+    t0 = time.monotonic()
+    with batching.text_coming():
+        batching.encode_texts(["a lone query"])
+    assert time.monotonic() - t0 < 1.0  # its own announcement does not hold it
+    passes = batching.forward_passes
+    texts = ["a cat", "a cup of coffee", "a rocket", "a dog on grass"]
+    arrived = threading.Barrier(len(texts))
+
+    def search(text: str) -> np.ndarray:
+        with batching.text_coming():
+            arrived.wait()  # every task has announced its text before any sends it
+            time.sleep(0.05 * texts.index(text))  # and they send them 50 ms apart
+            return batching.encode_texts([text])[0]
+
+    found = concurrently(search, texts)
+    assert batching.forward_passes == passes + 1
+    np.testing.assert_allclose(np.stack(found), encoder.encode_texts(texts), atol=1e-5)

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-from mmq.embedded import STATE_FILE, _pid_alive
+from mmq.embedded import STATE_FILE, _pid_alive, shared_buffers_mb
 
 pytestmark = pytest.mark.slow  # each test starts (and stops) its own PostgreSQL and Valkey
 
@@ -115,6 +115,23 @@ def test_started_servers_have_the_schema(state: Path) -> None:
             assert found.fetchone() == ("items", "ingest_jobs")
     finally:
         owner.communicate("\n", timeout=60)
+
+
+def test_started_postgres_gets_its_share_of_memory_and_keeps_its_pid_file(state: Path) -> None:
+    owner, urls = start(state, hold=True)
+    try:
+        url = urls["database_url"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as conn:
+            found = conn.execute(
+                "SELECT setting::bigint * current_setting('block_size')::bigint / 1048576"
+                " FROM pg_settings WHERE name = 'shared_buffers'"
+            ).fetchone()
+        assert found == (shared_buffers_mb(),)
+        # The restart that sized it changed the server's pid: the state file follows.
+        assert all(_pid_alive(p) for p in pids(state))
+    finally:
+        owner.communicate("\n", timeout=60)
+    assert all(wait_dead(p) for p in pids(state))
 
 
 def test_orphaned_servers_are_adopted(state: Path) -> None:
