@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,6 +26,11 @@ from mmq.schemas import IngestItem
 
 # py-spy's own CPU grows with its rate; the profiled run is apart from the measured ones.
 SAMPLES_PER_S = 100
+# Installed beside this Python (the dev extra), or on the PATH.
+PY_SPY = next(
+    (str(p) for p in (Path(sys.executable).with_name("py-spy"),) if p.is_file()),
+    shutil.which("py-spy"),
+)
 
 # py-spy counts a thread blocked in some calls as running: a sample whose innermost frame
 # is one of these waits is not CPU time.
@@ -130,7 +136,7 @@ def profiled(workers: Sequence[int], images: int, out: Profile) -> Iterator[None
     py-spy is installed."""
     from benchmarks.bench_ingest import machine_busy_s
 
-    sampler = _Sampler(workers[0]) if shutil.which("py-spy") else None
+    sampler = _Sampler(workers[0], PY_SPY) if PY_SPY else None
     before, busy0 = group_cpu_s(workers), machine_busy_s()
     if sampler:
         sampler.start()
@@ -165,15 +171,15 @@ def profile_ingest(
 class _Sampler:
     """py-spy recording one process until stopped; its samples counted by stage."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pid: int, py_spy: str) -> None:
+        self.pid, self.py_spy = pid, py_spy
         self.dir = Path(tempfile.mkdtemp(prefix="mmq-profile-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                "py-spy", "record", "--pid", str(self.pid), "--rate", str(SAMPLES_PER_S),
+                self.py_spy, "record", "--pid", str(self.pid), "--rate", str(SAMPLES_PER_S),
                 "--nonblocking", "--format", "raw", "--output", str(self.dir / "raw.txt"),
             ],
             stdout=subprocess.DEVNULL,

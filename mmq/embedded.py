@@ -112,7 +112,7 @@ def _start(state_dir: Path, previous: _State | None) -> _State:
     postgres_pid = pg.get_pid()
     if postgres_pid is None:
         raise Unavailable(f"the embedded PostgreSQL under {state_dir} did not start")
-    postgres_pid = _size_shared_buffers(pg, state_dir / "postgres") or postgres_pid
+    postgres_pid = _size_server(pg, state_dir / "postgres") or postgres_pid
     if previous is not None and _valkey_alive(previous):
         valkey_pid, valkey_url = previous.valkey_pid, previous.valkey_url  # adopt the orphan
     else:
@@ -135,21 +135,30 @@ def shared_buffers_mb() -> int:
     return max(128, min(8192, total_mb // 4))
 
 
-def _size_shared_buffers(pg: Any, pgdata: Path) -> int | None:
-    """Give the server `shared_buffers_mb()` (once per data directory: it needs a restart);
-    returns the restarted server's pid, None if it was sized already."""
+# Each worker process pools 2 connections per task thread (workers/runtime.py): the default
+# 100 is spent by 3 ingest processes of 16 threads, as a GPU host runs them.
+MAX_CONNECTIONS = 500
+
+
+def _size_server(pg: Any, pgdata: Path) -> int | None:
+    """Give the server `shared_buffers_mb()` and MAX_CONNECTIONS (once per data directory:
+    they need a restart); returns the restarted server's pid, None if it was sized already."""
     import psycopg
     from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
-    want = shared_buffers_mb()
+    want = {"shared_buffers": f"{shared_buffers_mb()}MB", "max_connections": str(MAX_CONNECTIONS)}
     with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
-        have = conn.execute(
-            "SELECT setting::bigint * current_setting('block_size')::bigint / 1048576"
-            " FROM pg_settings WHERE name = 'shared_buffers'"
-        ).fetchone()
-        if have is not None and have[0] == want:
+        have: dict[str, str] = dict(
+            conn.execute(
+                "SELECT name, CASE WHEN unit = '8kB' THEN (setting::bigint * 8 / 1024) || 'MB'"
+                " ELSE setting END FROM pg_settings WHERE name = ANY(%s)",
+                (list(want),),
+            ).fetchall()
+        )
+        if have == want:
             return None
-        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{want}MB'")
+        for name, value in want.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
     # A restart keeps the options pgserver started it with (postmaster.opts).
     pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=pg.system_user, timeout=60)
     return int((pgdata / "postmaster.pid").read_text().split()[0])

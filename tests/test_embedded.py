@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-from mmq.embedded import STATE_FILE, _pid_alive, shared_buffers_mb
+from mmq.embedded import MAX_CONNECTIONS, STATE_FILE, _pid_alive, shared_buffers_mb
 
 pytestmark = pytest.mark.slow  # each test starts (and stops) its own PostgreSQL and Valkey
 
@@ -117,16 +117,19 @@ def test_started_servers_have_the_schema(state: Path) -> None:
         owner.communicate("\n", timeout=60)
 
 
-def test_started_postgres_gets_its_share_of_memory_and_keeps_its_pid_file(state: Path) -> None:
+def test_started_postgres_is_sized_for_indexes_and_workers_and_keeps_its_pid_file(
+    state: Path,
+) -> None:
     owner, urls = start(state, hold=True)
     try:
         url = urls["database_url"].replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(url) as conn:
             found = conn.execute(
-                "SELECT setting::bigint * current_setting('block_size')::bigint / 1048576"
+                "SELECT setting::bigint * current_setting('block_size')::bigint / 1048576,"
+                " current_setting('max_connections')::int"
                 " FROM pg_settings WHERE name = 'shared_buffers'"
             ).fetchone()
-        assert found == (shared_buffers_mb(),)
+        assert found == (shared_buffers_mb(), MAX_CONNECTIONS)
         # The restart that sized it changed the server's pid: the state file follows.
         assert all(_pid_alive(p) for p in pids(state))
     finally:
