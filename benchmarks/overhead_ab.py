@@ -1,13 +1,14 @@
 """A change to the ingest or search path, measured against the code it changes: alternating
 rounds.
 
-    python -m benchmarks.overhead_ab --base COMMIT [--search] [--rounds 3] [--images 500]
-                                     [--env-b NAME=VALUE ...]
+    python -m benchmarks.overhead_ab --base COMMIT [--b COMMIT] [--search] [--rounds 3]
+                                     [--images 500] [--env-b NAME=VALUE ...]
 
 Each round starts a worker from one tree (A: `--base` checked out in a temporary git
-worktree, B: a copy of this tree), and measures; A and B alternate (A B A B ...) so that the
-machine's drift falls on both. `--env-b` sets B's worker environment (a setting against its
-default: `--base HEAD --env-b MMQ_INGEST_COALESCE=8`). The producer is this tree's in both.
+worktree, B: `--b` likewise, or a copy of this tree), and measures; A and B alternate
+(A B A B ...) so that the machine's drift falls on both. `--env-b` sets B's worker
+environment (a setting against its default: `--base HEAD --env-b MMQ_INGEST_COALESCE=8`).
+The producer is this tree's in both.
 
 - ingest (the default): the photos in chunks of MMQ_INGEST_CHUNK_SIZE, then one per
   message; images/s and the whole machine's CPU time per image, less the forward pass and
@@ -51,6 +52,7 @@ Round = Callable[[Client], dict[str, float]]  # one round's figures, by name
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit to compare with (A)")
+    parser.add_argument("--b", help="the commit to measure (B); default: this tree")
     parser.add_argument("--search", action="store_true", help="search rounds, not ingest")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--images", type=int, default=500)
@@ -66,16 +68,17 @@ def main() -> int:
     measure, queue, note = (search_round if args.search else ingest_round)(encoder, items, client)
     figures: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
     with tempfile.TemporaryDirectory(prefix="mmq-ab-") as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.base],
-            check=True,
-            capture_output=True,
-        )
-        # B is this tree as it is now: editing it while the rounds run changes nothing.
-        this = Path(tmp) / "this"
-        for part in ("mmq", "workers", "migrations"):
-            shutil.copytree(REPO / part, this / part, symlinks=True)
+        base, this = Path(tmp) / "base", Path(tmp) / "this"
+        worktrees = [(base, args.base)] + ([(this, args.b)] if args.b else [])
+        for path, commit in worktrees:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), commit],
+                check=True,
+                capture_output=True,
+            )
+        if not args.b:  # this tree as it is now: editing it while the rounds run changes nothing
+            for part in ("mmq", "workers", "migrations"):
+                shutil.copytree(REPO / part, this / part, symlinks=True)
         try:
             for _ in range(args.rounds):
                 for name, tree in (("A", base), ("B", this)):
@@ -91,10 +94,12 @@ def main() -> int:
                         figures[name].setdefault(key, []).append(value)
                     print(name, ", ".join(f"{k} {v:.1f}" for k, v in got.items()), flush=True)
         finally:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
-            )
-    tree_b = f"this tree{' with ' + ' '.join(args.env_b) if args.env_b else ''}"
+            for path, _ in worktrees:
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+                    check=False,
+                )
+    tree_b = f"{args.b or 'this tree'}{' with ' + ' '.join(args.env_b) if args.env_b else ''}"
     print(f"A = {args.base}, B = {tree_b}; {note}")
     print(f"median of {args.rounds} rounds")
     for key in figures["A"]:
