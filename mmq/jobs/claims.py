@@ -152,8 +152,11 @@ def record_ends(
     An end is written once: in the transaction of the upsert that stored the item, so a
     `replaced` recorded here is that of the first upsert that committed. A later attempt
     finds the item ended and does not store it again (nor overwrite its end)."""
-    columns = list(zip(*[(t, i, r.status, r.error, r.item_id, r.replaced, r.duration_s,
-                          r.segments) for (t, i), r in ends], strict=True)) or [()] * 8  # fmt: skip
+    rows = [
+        (t, i, r.status, r.error, r.item_id, r.replaced, r.duration_s, r.segments)
+        for (t, i), r in ends
+    ]
+    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(8)]
     conn.execute(
         "WITH ends AS (UPDATE ingest_job_items i SET status = e.status, error = e.error,"
         " item_id = e.item_id, replaced = e.replaced, duration_s = e.duration_s,"
@@ -162,7 +165,7 @@ def record_ends(
         " AS e(task_id, index, status, error, item_id, replaced, duration_s, segments)"
         " WHERE i.task_id = e.task_id AND i.index = e.index AND i.status = 'pending')"
         " UPDATE ingest_tasks SET state = 'done', finished_at = now() WHERE id = ANY(%s)",
-        [list(c) for c in columns] + [list(finish)],
+        [*columns, list(finish)],
     )
 
 
