@@ -27,10 +27,8 @@ from mmq.schemas import IngestItem
 # py-spy's own CPU grows with its rate; the profiled run is apart from the measured ones.
 SAMPLES_PER_S = 100
 # Installed beside this Python (the dev extra), or on the PATH.
-PY_SPY = next(
-    (str(p) for p in (Path(sys.executable).with_name("py-spy"),) if p.is_file()),
-    shutil.which("py-spy"),
-)
+_BESIDE = Path(sys.executable).with_name("py-spy")
+PY_SPY = str(_BESIDE) if _BESIDE.is_file() else shutil.which("py-spy")
 
 # py-spy counts a thread blocked in some calls as running: a sample whose innermost frame
 # is one of these waits is not CPU time.
