@@ -131,10 +131,11 @@ def test_started_postgres_is_sized_for_indexes_and_workers_and_keeps_its_pid_fil
             ).fetchone()
         assert found == (shared_buffers_mb(), MAX_CONNECTIONS)
         # The restart that sized it changed the server's pid: the state file follows.
-        assert all(_pid_alive(p) for p in pids(state))
+        server_pids = pids(state)
+        assert all(_pid_alive(p) for p in server_pids)
     finally:
         owner.communicate("\n", timeout=60)
-    assert all(wait_dead(p) for p in pids(state))
+    assert all(wait_dead(p) for p in server_pids)
 
 
 def test_orphaned_servers_are_adopted(state: Path) -> None:
