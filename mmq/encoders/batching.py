@@ -132,16 +132,16 @@ class BatchingEncoder(Encoder):
     def text_coming(self) -> Iterator[None]:
         with self._counting:
             self._texts_coming += 1
-        coming = _local.coming = [True]  # this thread's text has not been sent yet
+        _local.coming = True  # this thread's text has not been sent yet
         try:
             yield
         finally:
-            _local.coming = None
-            self._text_sent(coming)
+            self._text_sent()
 
-    def _text_sent(self, coming: list[bool] | None) -> None:
-        if coming and coming[0]:
-            coming[0] = False
+    def _text_sent(self) -> None:
+        """This thread's announced text is sent (or will not be): one fewer to wait for."""
+        if getattr(_local, "coming", False):
+            _local.coming = False
             with self._counting:
                 self._texts_coming -= 1
 
@@ -154,7 +154,7 @@ class BatchingEncoder(Encoder):
             part = inputs if (start, stop) == (0, n) else inputs[start:stop]
             self._requests.put(_Request(modality, part, stop - start, call, start))
         if modality == "text":
-            self._text_sent(getattr(_local, "coming", None))
+            self._text_sent()
         return call.done
 
     def _serve(self) -> None:

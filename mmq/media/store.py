@@ -99,6 +99,11 @@ class MediaStore:
         temp_path.unlink()
         return StoredMedia(target, sha, size)
 
+    @property
+    def uri_prefix(self) -> str:
+        """What the uri of every file in the store begins with."""
+        return str(self.root) + os.sep
+
     def contains(self, path: Path) -> bool:
         """Whether `path`, symlinks and `..` resolved, lies inside the root (not the root
         itself): only such paths may be served."""

@@ -4,7 +4,6 @@ the media-store files no item references any more. No model: database work only.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def delete(*, session: Session, request: DeleteRequest, media: MediaStore) -> De
     files outside the media store are never touched."""
     collection = repository.get_collection(session=session, name=request.collection)
     collection_id = collection.id
-    prefix = str(media.root) + os.sep
+    prefix = media.uri_prefix
     if request.all:
         gone = deletes.delete_collection(session=session, collection=collection, uri_prefix=prefix)
     else:

@@ -8,7 +8,6 @@ then deleted at the switch)."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -142,14 +141,13 @@ def _end(
     gone = None
     media = MediaStore(settings.resolved_media_dir)
     if missing:
-        prefix = str(media.root) + os.sep
         gone = deletes.delete_items(
             session=session,
             collection=collection,
             external_ids=[],
             item_ids=missing,
             filter=None,
-            uri_prefix=prefix,
+            uri_prefix=media.uri_prefix,
         )
     resized = store.switch(
         session=session,
