@@ -24,10 +24,9 @@ import numpy as np
 import psycopg
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
-from PIL import Image
 
 from benchmarks.bench import machine, queries
-from benchmarks.bench_search import synthetic
+from benchmarks.bench_search import exact_top10, photo_vectors, synthetic
 from mmq.cli.spawn import ready_servers
 from mmq.config import get_settings
 from mmq.encoders import get_encoder
@@ -49,8 +48,7 @@ def main() -> int:
     encoder = get_encoder(settings.model, settings.device, cache_dir=settings.state_dir / "cache")
     encoder.load()
     items, source = photo_items(500, settings.state_dir / "bench", FLICKR_IMAGES)
-    photos = [Image.open(it.image_path or "").convert("RGB") for it in items]
-    real = np.concatenate([encoder.encode_images(photos[i : i + 16]) for i in range(0, 500, 16)])
+    real = photo_vectors(encoder, items)
     vectors = np.concatenate([real, synthetic(real, args.size - len(real))]).astype(np.float32)
     query_vectors = encoder.encode_texts(queries(args.queries)).astype(np.float32)
     truth = exact_top10(vectors, query_vectors)
@@ -64,16 +62,6 @@ def main() -> int:
             print_row(storage, out[storage])
     Path(__file__).with_name("results-1m.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0
-
-
-def exact_top10(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """The ids (row numbers) of each query's 10 nearest vectors by cosine, exactly."""
-    out = []
-    for q in queries:
-        scores = vectors @ q
-        top = np.argpartition(-scores, 10)[:10]
-        out.append(top[np.argsort(-scores[top])])
-    return np.array(out)
 
 
 def measure(

@@ -58,6 +58,12 @@ def model_limit(encoder: Encoder, items: list[IngestItem]) -> dict[str, Any]:
     return {**best, "curve": curve}
 
 
+def forward_cost_ms(limit: dict[str, Any]) -> float:
+    """CPU milliseconds per image of the forward pass alone: the cores `model_limit`'s best
+    layout kept busy, per image."""
+    return 1000 * limit["streams"] * limit["threads"] / limit["images_per_s"]
+
+
 def _forward_rate(encoder: Encoder, prepared: Any, batch: int, streams: int) -> float:
     """Images per second through `streams` threads, each encoding its share in batches."""
     n = len(prepared)

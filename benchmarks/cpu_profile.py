@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.bench_ingest import machine_busy_s, through_queue
 from mmq.client import Client
 from mmq.schemas import IngestItem
 
@@ -132,8 +133,6 @@ def profiled(workers: Sequence[int], images: int, out: Profile) -> Iterator[None
     """Fill `out` with the block's CPU per image of `images`: by process group (whatever is
     left of the machine's busy time is `other`), and by stage in the first worker when
     py-spy is installed."""
-    from benchmarks.bench_ingest import machine_busy_s
-
     sampler = _Sampler(workers[0], PY_SPY) if PY_SPY else None
     before, busy0 = group_cpu_s(workers), machine_busy_s()
     if sampler:
@@ -158,8 +157,6 @@ def profile_ingest(
 ) -> dict[str, dict[str, float]]:
     """One more ingest of `items`, profiled (py-spy costs CPU of its own: the measured runs
     are apart)."""
-    from benchmarks.bench_ingest import through_queue
-
     out = Profile()
     with profiled(workers, len(items), out):
         through_queue(client, items, chunk_size=chunk_size)

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from benchmarks import bench_ingest, bench_search
 from benchmarks.bench import queries
@@ -112,8 +111,7 @@ def ingest_round(
     encoder: Encoder, items: list[IngestItem], client: Client
 ) -> tuple[Round, str, str]:
     limit = bench_ingest.model_limit(encoder, items)
-    beside_model = 1000 * limit["streams"] * limit["threads"] / limit["images_per_s"]
-    beside_model += bench_ingest.decode_cost_ms(encoder, items)
+    beside_model = bench_ingest.forward_cost_ms(limit) + bench_ingest.decode_cost_ms(encoder, items)
 
     def measure(client: Client) -> dict[str, float]:
         bench_ingest.through_queue(client, items[:64], chunk_size=16)  # warm-up
@@ -131,8 +129,7 @@ def search_round(
     encoder: Encoder, items: list[IngestItem], client: Client
 ) -> tuple[Round, str, str]:
     settings = client.settings
-    photos = [Image.open(it.image_path or "").convert("RGB") for it in items[:256]]
-    real = np.concatenate([encoder.encode_images(photos[i : i + 16]) for i in range(0, 256, 16)])
+    real = bench_search.photo_vectors(encoder, items[:256])
     vectors = np.concatenate([real, bench_search.synthetic(real, 10_000 - len(real))])
     sessions = make_sessionmaker(make_engine(client.urls.database_url, pool_size=2))
     name = bench_search.build(sessions, encoder, settings, vectors)
